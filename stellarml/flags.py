@@ -1,0 +1,50 @@
+"""Quality flags of derived labels.
+
+Each output row carries ``flags``, a bitmask of `LabelFlag` values. A row with
+any of the `FATAL` bits set has masked label values: the spectrum could not be
+analysed, and the flag says why. The other bits are warnings: the labels are
+there but should be used with care.
+"""
+
+import enum
+
+__all__ = ["FATAL", "LabelFlag", "describe_flags"]
+
+
+class LabelFlag(enum.IntFlag):
+    """Bit meanings of the ``flags`` column."""
+
+    #: The spectrum does not overlap the model's wavelength grid (enough).
+    NO_WAVELENGTH_OVERLAP = 1
+    #: Fewer good pixels on the model grid than the model needs.
+    TOO_FEW_GOOD_PIXELS = 2
+    #: The input is invalid (units, shape, non-finite values, bad uncertainties).
+    BAD_INPUT = 4
+    #: The spectrum lies outside the domain the model was trained on
+    #: (its embedding is far from every training spectrum).
+    OUTSIDE_TRAINING_DOMAIN = 8
+    #: A label PDF has significant probability in the first or last bin.
+    PDF_AT_GRID_EDGE = 16
+    #: Median signal-to-noise ratio per pixel below the model's minimum.
+    LOW_SNR = 32
+    #: No uncertainty was given; unit weights were assumed and ``snr`` is masked.
+    NO_UNCERTAINTY = 64
+    #: The input resolution was unknown and assumed equal to the model's.
+    RESOLUTION_ASSUMED = 128
+
+
+#: Bits that leave no labels.
+FATAL = LabelFlag.NO_WAVELENGTH_OVERLAP | LabelFlag.TOO_FEW_GOOD_PIXELS | LabelFlag.BAD_INPUT
+
+
+def describe_flags(value):
+    """Names of the bits set in ``value``.
+
+    Examples
+    --------
+    >>> from stellarml.flags import describe_flags
+    >>> describe_flags(9)
+    ['NO_WAVELENGTH_OVERLAP', 'OUTSIDE_TRAINING_DOMAIN']
+    """
+    value = int(value)
+    return [f.name for f in LabelFlag if value & f]
