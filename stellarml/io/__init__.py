@@ -1,0 +1,1 @@
+"""Input and output: specutils loaders and the ASDF model format."""

@@ -1,0 +1,37 @@
+"""Converter for `stellarml.labels.LabelSpec`."""
+
+from asdf.extension import Converter
+
+__all__ = ["LabelSpecConverter"]
+
+
+class LabelSpecConverter(Converter):
+    """Serialise a `~stellarml.labels.LabelSpec` (name, unit, UCD, description, range).
+
+    The unit is written with asdf-astropy's unit tags: VOUnit-compatible units
+    (``K``, ``km / s``) get ``tag:stsci.edu:asdf/unit/unit-1.0.0``, the others
+    (``dex``) ``tag:astropy.org:astropy/units/unit-1.0.0``.
+    """
+
+    tags = ["asdf://stellarml.org/stellarml/tags/label_spec-1.*"]
+    types = ["stellarml.labels.LabelSpec"]
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        return {
+            "name": obj.name,
+            "unit": obj.unit,
+            "ucd": obj.ucd,
+            "description": obj.description,
+            "physical_range": [float(v) for v in obj.physical_range],
+        }
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from stellarml.labels import LabelSpec
+
+        return LabelSpec(
+            name=str(node["name"]),
+            unit=node["unit"],
+            ucd=str(node["ucd"]),
+            description=str(node["description"]),
+            physical_range=tuple(float(v) for v in node["physical_range"]),
+        )

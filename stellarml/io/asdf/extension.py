@@ -1,0 +1,31 @@
+"""The stellarml ASDF extension: manifest URIs, tags and converters."""
+
+from asdf.extension import ManifestExtension
+
+from .converters import LabelSpecConverter, PreparationSettingsConverter, RemapModelConverter
+
+__all__ = [
+    "LABEL_SPEC_TAG",
+    "MANIFEST_URI",
+    "PREPARATION_SETTINGS_TAG",
+    "REMAP_MODEL_TAG",
+    "STELLARML_EXTENSIONS",
+]
+
+#: URI of the current manifest.
+MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0"
+#: Tag written for `~stellarml.models.remap.RemapModel`.
+REMAP_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/remap_model-1.0.0"
+#: Tag written for `~stellarml.labels.LabelSpec`.
+LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
+#: Tag written for `~stellarml.spectra.prepare.PreparationSettings`.
+PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_settings-1.0.0"
+
+#: Converter instances shared by every manifest version.
+CONVERTERS = [LabelSpecConverter(), PreparationSettingsConverter(), RemapModelConverter()]
+
+#: One extension per manifest; the newest first (asdf writes with the first
+#: extension that supports a type).
+STELLARML_EXTENSIONS = [
+    ManifestExtension.from_uri(MANIFEST_URI, converters=CONVERTERS),
+]
