@@ -13,8 +13,8 @@ class LabelSpecConverter(Converter):
     (``dex``) ``tag:astropy.org:astropy/units/unit-1.0.0``.
     """
 
-    tags = ["asdf://stellarml.org/stellarml/tags/label_spec-1.*"]
-    types = ["stellarml.labels.LabelSpec"]
+    tags = ("asdf://stellarml.org/stellarml/tags/label_spec-1.*",)
+    types = ("stellarml.labels.LabelSpec",)
 
     def to_yaml_tree(self, obj, tag, ctx):
         return {

@@ -15,8 +15,8 @@ class PreparationSettingsConverter(Converter):
     bit-for-bit.
     """
 
-    tags = ["asdf://stellarml.org/stellarml/tags/preparation_settings-1.*"]
-    types = ["stellarml.spectra.prepare.PreparationSettings"]
+    tags = ("asdf://stellarml.org/stellarml/tags/preparation_settings-1.*",)
+    types = ("stellarml.spectra.prepare.PreparationSettings",)
 
     def to_yaml_tree(self, obj, tag, ctx):
         import astropy.units as u

@@ -18,8 +18,8 @@ class RemapModelConverter(Converter):
     torch.
     """
 
-    tags = ["asdf://stellarml.org/stellarml/tags/remap_model-1.*"]
-    types = ["stellarml.models.remap.RemapModel"]
+    tags = ("asdf://stellarml.org/stellarml/tags/remap_model-1.*",)
+    types = ("stellarml.models.remap.RemapModel",)
 
     def to_yaml_tree(self, obj, tag, ctx):
         return dict(obj.to_tree())
