@@ -1,0 +1,250 @@
+"""Array-level augmentation of spectral libraries: noise, RV jitter, continuum distortion.
+
+All functions work on a batch: ``flux`` is a ``(n, npix)`` array sharing one
+wavelength grid (Angstrom), and every operation is vectorised over the batch.
+Random numbers come from a `numpy.random.Generator` built from ``seed`` (an int,
+a Generator, or None for fresh entropy), so results are reproducible.
+
+These are the building blocks of `stellarml.libraries.SpectralLibrary.add_noise`
+and `stellarml.libraries.SpectralLibrary.augment`.
+"""
+
+import numpy as np
+from numpy.polynomial import legendre
+
+__all__ = [
+    "C_KMS",
+    "add_noise",
+    "continuum_distortion",
+    "doppler_shift_flux",
+    "draw_snr",
+]
+
+#: Speed of light in km/s.
+C_KMS = 299792.458
+
+
+def _rng(seed):
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def _batch(flux, name="flux"):
+    flux = np.asarray(flux)
+    if flux.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D (n_spectra, n_pixels) array, got shape {flux.shape}"
+        )
+    if not np.issubdtype(flux.dtype, np.floating):
+        flux = flux.astype(np.float64)
+    return flux
+
+
+def draw_snr(snr, n, *, seed=None):
+    """Turn an S/N specification into one S/N value per spectrum.
+
+    Parameters
+    ----------
+    snr : float, tuple of two floats, or array-like of shape (n,)
+        A number gives every spectrum that S/N. A *tuple* ``(lo, hi)`` draws
+        each spectrum's S/N uniformly in ``[lo, hi]``. Any other sequence or
+        array is taken as one S/N per spectrum (use a tuple only for a range).
+        S/N is per pixel and must be positive and finite.
+    n : int
+        Number of spectra.
+    seed : int, `numpy.random.Generator` or None
+        Random seed (only used for a range).
+
+    Returns
+    -------
+    snr : ndarray of shape (n,)
+        S/N per spectrum (float64).
+    """
+    if isinstance(snr, tuple):
+        if len(snr) != 2:
+            raise ValueError(f"an S/N range must be a (lo, hi) tuple, got {snr!r}")
+        lo, hi = (float(v) for v in snr)
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"S/N range must satisfy 0 < lo <= hi (finite), got ({lo}, {hi})")
+        return _rng(seed).uniform(lo, hi, size=n)
+    values = np.asarray(snr, dtype=float)
+    if values.ndim == 0:
+        values = np.full(n, float(values))
+    elif values.shape != (n,):
+        raise ValueError(
+            f"snr must be a number, a (lo, hi) tuple or one value per spectrum ({n}), "
+            f"got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError("snr values must be positive and finite")
+    return values
+
+
+def add_noise(flux, snr, *, ivar=None, seed=None):
+    """Add Gaussian noise at a given signal-to-noise ratio per pixel.
+
+    Each spectrum gets white Gaussian noise of constant standard deviation
+    ``sigma = median(flux) / snr`` (the median over that spectrum's pixels), so
+    the median S/N per pixel of the result is ``snr``.
+
+    Parameters
+    ----------
+    flux : array-like of shape (n, npix)
+        Noise-free (or already noisy) flux, any units.
+    snr : float, (lo, hi) tuple or array-like of shape (n,)
+        Target S/N per pixel; see `draw_snr`.
+    ivar : array-like of shape (n, npix), optional
+        Existing inverse variance of ``flux``. The new noise adds in
+        quadrature: ``1/ivar_out = 1/ivar + sigma**2``; pixels with ``ivar == 0``
+        stay at 0. Without it the output inverse variance is ``1/sigma**2``.
+    seed : int, `numpy.random.Generator` or None
+        Random seed.
+
+    Returns
+    -------
+    noisy : ndarray of shape (n, npix)
+        ``flux`` plus noise, same float dtype as ``flux``.
+    ivar_out : ndarray of shape (n, npix)
+        Inverse variance of ``noisy`` in ``flux`` units**-2, same dtype.
+    snr : ndarray of shape (n,)
+        The S/N applied to each spectrum (useful for a drawn range).
+
+    Raises
+    ------
+    ValueError
+        If a spectrum has a non-positive median flux (S/N is undefined), or
+        on badly shaped input.
+    """
+    flux = _batch(flux)
+    rng = _rng(seed)
+    snr_values = draw_snr(snr, flux.shape[0], seed=rng)
+    median = np.median(flux, axis=1)
+    bad = ~(np.isfinite(median) & (median > 0))
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} spectra have a non-positive or non-finite median flux "
+            f"(first at row {int(np.flatnonzero(bad)[0])}); S/N is undefined for them"
+        )
+    sigma = (median / snr_values).astype(flux.dtype)
+    noise = rng.standard_normal(flux.shape, dtype=flux.dtype)
+    noise *= sigma[:, None]
+    noisy = flux + noise
+    var_new = (sigma**2)[:, None]
+    if ivar is None:
+        ivar_out = np.broadcast_to(1.0 / var_new, flux.shape).astype(flux.dtype)
+    else:
+        ivar = np.asarray(ivar, dtype=flux.dtype)
+        if ivar.shape != flux.shape:
+            raise ValueError(f"ivar shape {ivar.shape} does not match flux shape {flux.shape}")
+        good = ivar > 0
+        with np.errstate(divide="ignore"):
+            var = np.where(good, 1.0 / np.where(good, ivar, 1), np.inf) + var_new
+        ivar_out = np.where(good, 1.0 / var, 0).astype(flux.dtype)
+    return noisy, ivar_out, snr_values
+
+
+def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):
+    """Doppler-shift a batch of spectra on a fixed wavelength grid.
+
+    The rest-frame spectrum ``f`` moves to ``f_obs(lam) = f(lam / (1 + v/c))``
+    (first-order Doppler formula, like `stellarml.spectra`), evaluated by linear
+    interpolation between the two neighbouring input pixels. The variance is
+    propagated exactly for that interpolation, ``var = (1-t)**2 var_0 + t**2 var_1``,
+    and a pixel whose source lies outside the grid takes the edge flux with
+    inverse variance 0.
+
+    Parameters
+    ----------
+    wavelength : array-like of shape (npix,)
+        Strictly increasing wavelengths in Angstrom, shared by the batch.
+    flux : array-like of shape (n, npix)
+        Rest-frame flux.
+    rv_kms : float or array-like of shape (n,)
+        Radial velocity in km/s (positive = redshift).
+    ivar : array-like of shape (n, npix), optional
+        Inverse variance of ``flux``.
+
+    Returns
+    -------
+    shifted : ndarray of shape (n, npix)
+        Shifted flux (dtype of ``flux``).
+    shifted_ivar : ndarray of shape (n, npix) or None
+        Propagated inverse variance, or None without ``ivar``.
+    """
+    flux = _batch(flux)
+    n, npix = flux.shape
+    wave = np.asarray(wavelength, dtype=float)
+    if wave.shape != (npix,):
+        raise ValueError(f"wavelength shape {wave.shape} does not match flux pixels ({npix})")
+    rv = np.broadcast_to(np.asarray(rv_kms, dtype=float), (n,))
+    if not np.all(np.isfinite(rv)) or np.any(np.abs(rv) >= C_KMS):
+        raise ValueError("rv_kms must be finite and below the speed of light")
+    source = wave[None, :] / (1.0 + rv[:, None] / C_KMS)
+    right = np.clip(np.searchsorted(wave, source), 1, npix - 1)
+    left = right - 1
+    t = (source - wave[left]) / (wave[right] - wave[left])
+    outside = (t < 0) | (t > 1)
+    t = np.clip(t, 0.0, 1.0).astype(flux.dtype)
+    f0 = np.take_along_axis(flux, left, axis=1)
+    f1 = np.take_along_axis(flux, right, axis=1)
+    shifted = f0 + t * (f1 - f0)
+    if ivar is None:
+        return shifted, None
+    ivar = np.asarray(ivar, dtype=flux.dtype)
+    if ivar.shape != flux.shape:
+        raise ValueError(f"ivar shape {ivar.shape} does not match flux shape {flux.shape}")
+    i0 = np.take_along_axis(ivar, left, axis=1)
+    i1 = np.take_along_axis(ivar, right, axis=1)
+    w0 = 1.0 - t
+    # A neighbour with weight 0 does not matter; one with weight > 0 and ivar 0 kills the pixel.
+    dead = ((w0 > 0) & (i0 <= 0)) | ((t > 0) & (i1 <= 0)) | outside
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(w0 > 0, w0**2 / i0, 0) + np.where(t > 0, t**2 / i1, 0)
+        shifted_ivar = np.where(dead, 0, 1.0 / var).astype(flux.dtype)
+    return shifted, shifted_ivar
+
+
+def continuum_distortion(wavelength, n, amplitude, *, degree=3, seed=None, dtype=np.float64):
+    """Random smooth multiplicative continuum distortions.
+
+    Each of the ``n`` multipliers is ``exp(sum_k c_k P_k(x))`` for Legendre
+    polynomials ``P_k`` of degree ``k = 1 .. degree`` on ``x`` = wavelength mapped
+    linearly to ``[-1, 1]``, with independent coefficients
+    ``c_k ~ Normal(0, amplitude)``. The exponential keeps the multiplier
+    positive; for small ``amplitude`` it is ``1 + sum_k c_k P_k(x)``, i.e. a
+    fractional tilt/curvature of about ``amplitude`` per term. The constant
+    term is left out: an overall scale is removed by continuum normalisation
+    anyway.
+
+    Parameters
+    ----------
+    wavelength : array-like of shape (npix,)
+        Wavelengths (any unit; only their span matters).
+    n : int
+        Number of multipliers.
+    amplitude : float
+        Standard deviation of each Legendre coefficient (dimensionless, >= 0).
+    degree : int, optional
+        Highest Legendre degree (>= 1). Default 3.
+    seed : int, `numpy.random.Generator` or None
+        Random seed.
+    dtype : numpy dtype, optional
+        Output dtype.
+
+    Returns
+    -------
+    multiplier : ndarray of shape (n, npix)
+        Positive multiplicative factors.
+    """
+    wave = np.asarray(wavelength, dtype=float)
+    if wave.ndim != 1 or wave.size < 2:
+        raise ValueError(f"wavelength must be 1-D with >= 2 pixels, got shape {wave.shape}")
+    if not (np.isfinite(amplitude) and amplitude >= 0):
+        raise ValueError(f"amplitude must be finite and >= 0, got {amplitude}")
+    if int(degree) != degree or degree < 1:
+        raise ValueError(f"degree must be an integer >= 1, got {degree}")
+    x = 2.0 * (wave - wave[0]) / (wave[-1] - wave[0]) - 1.0
+    basis = legendre.legvander(x, int(degree))[:, 1:]  # (npix, degree)
+    coeffs = _rng(seed).normal(0.0, float(amplitude), size=(int(n), int(degree)))
+    return np.exp(coeffs @ basis.T).astype(dtype)
