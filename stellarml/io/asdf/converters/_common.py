@@ -1,8 +1,10 @@
 """Helpers shared by the converters (not public API)."""
 
+import warnings
+
 import numpy as np
 
-__all__ = ["materialize"]
+__all__ = ["materialize", "safe_units"]
 
 
 def materialize(node):
@@ -23,3 +25,61 @@ def materialize(node):
             return node
         return np.array(node, copy=True)
     return node
+
+
+def _vounit_misread(unit):
+    """True if asdf-astropy would write ``unit`` as a VOUnit that does not read back as ``unit``.
+
+    asdf-astropy writes a unit with the ``tag:stsci.edu:asdf/unit/unit-*`` tag
+    (VOUnit syntax) whenever ``unit.to_string("vounit")`` succeeds. Once any
+    code in the process has parsed the quoted VOUnit ``'dex'`` (reading a
+    VOTable with a ``dex`` column does), astropy's VOUnit formatter accepts
+    ``u.dex`` and writes ``dex``, which reads back as a different, custom
+    unit. This detects that case.
+    """
+    import astropy.units as u
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        try:
+            text = unit.to_string("vounit")
+        except (ValueError, u.UnitsError):
+            return False  # asdf-astropy uses the astropy tag: fine
+        try:
+            back = u.Unit(text, format="vounit", parse_strict="silent")
+        except (ValueError, u.UnitsError):
+            return True
+    return back != unit
+
+
+def safe_units(node, ctx):
+    """Return ``node`` with units that asdf-astropy would corrupt pre-tagged.
+
+    Units (and Quantities carrying them) for which `_vounit_misread` is true
+    are replaced by tagged nodes using asdf-astropy's own
+    ``tag:astropy.org:astropy/units/unit-*`` tag (generic unit string), which
+    asdf-astropy reads back exactly. Everything else is left for asdf-astropy.
+    Dicts, lists and tuples are walked recursively.
+    """
+    import astropy.units as u
+    from asdf.tagged import tag_object
+    from astropy.utils.masked import Masked
+
+    if isinstance(node, dict):
+        return {key: safe_units(value, ctx) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [safe_units(value, ctx) for value in node]
+    if isinstance(node, u.UnitBase) and _vounit_misread(node):
+        return tag_object(_tag_for(ctx, type(node), "astropy.org"), node.to_string())
+    if isinstance(node, u.Quantity) and not isinstance(node, Masked) and _vounit_misread(node.unit):
+        tree = {"value": node.value, "unit": safe_units(node.unit, ctx)}
+        if node.isscalar:
+            tree["datatype"] = node.dtype.name
+        return tag_object(_tag_for(ctx, u.Quantity, "quantity"), tree)
+    return node
+
+
+def _tag_for(ctx, cls, marker):
+    """The concrete tag asdf's converter for ``cls`` supports that contains ``marker``."""
+    proxy = ctx.extension_manager.get_converter_for_type(cls)
+    return next(tag for tag in proxy.tags if marker in tag)

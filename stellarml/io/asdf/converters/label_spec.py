@@ -2,6 +2,8 @@
 
 from asdf.extension import Converter
 
+from ._common import safe_units
+
 __all__ = ["LabelSpecConverter"]
 
 
@@ -10,7 +12,9 @@ class LabelSpecConverter(Converter):
 
     The unit is written with asdf-astropy's unit tags: VOUnit-compatible units
     (``K``, ``km / s``) get ``tag:stsci.edu:asdf/unit/unit-1.0.0``, the others
-    (``dex``) ``tag:astropy.org:astropy/units/unit-1.0.0``.
+    (``dex``) ``tag:astropy.org:astropy/units/unit-1.0.0``. See
+    `~stellarml.io.asdf.converters._common.safe_units` for why the choice is
+    checked here rather than left to asdf-astropy alone.
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/label_spec-1.*",)
@@ -19,7 +23,7 @@ class LabelSpecConverter(Converter):
     def to_yaml_tree(self, obj, tag, ctx):
         return {
             "name": obj.name,
-            "unit": obj.unit,
+            "unit": safe_units(obj.unit, ctx),
             "ucd": obj.ucd,
             "description": obj.description,
             "physical_range": [float(v) for v in obj.physical_range],

@@ -2,7 +2,7 @@
 
 from asdf.extension import Converter
 
-from ._common import materialize
+from ._common import materialize, safe_units
 
 __all__ = ["PreparationSettingsConverter"]
 
@@ -22,7 +22,7 @@ class PreparationSettingsConverter(Converter):
         import astropy.units as u
         import numpy as np
 
-        node = dict(obj.to_dict())
+        node = safe_units(dict(obj.to_dict()), ctx)
         wavelength = node["wavelength"]
         if isinstance(wavelength, u.Quantity):
             node["wavelength"] = wavelength.to(u.AA)

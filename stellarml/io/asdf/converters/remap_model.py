@@ -2,7 +2,7 @@
 
 from asdf.extension import Converter
 
-from ._common import materialize
+from ._common import materialize, safe_units
 
 __all__ = ["RemapModelConverter"]
 
@@ -22,7 +22,7 @@ class RemapModelConverter(Converter):
     types = ("stellarml.models.remap.RemapModel",)
 
     def to_yaml_tree(self, obj, tag, ctx):
-        return dict(obj.to_tree())
+        return safe_units(dict(obj.to_tree()), ctx)
 
     def from_yaml_tree(self, node, tag, ctx):
         from stellarml.models.remap import RemapModel
