@@ -164,3 +164,38 @@ def test_materialize_copies_arrays(tmp_path):
     np.testing.assert_array_equal(out["a"], np.arange(5.0))
     assert type(out["nested"]["b"][0]) is np.ndarray
     assert out["q"] == 3 * u.K
+
+
+@pytest.mark.parametrize("resolution", [2000.0, None])
+def test_preparation_settings_round_trip(resolution):
+    from stellarml.spectra import PreparationSettings, log_lambda_grid
+
+    wave = log_lambda_grid(4000.0, 4100.0, 1e-4)
+    settings = PreparationSettings(
+        wavelength=wave, medium="air", resolution=resolution, continuum_iterations=0
+    )
+    tree, raw = roundtrip({"prep": settings})
+    back = tree["prep"]
+    assert back == settings
+    assert back.wavelength.unit == u.AA
+    np.testing.assert_array_equal(back.wavelength.value, settings.wavelength.value)
+    assert PREPARATION_SETTINGS_TAG.encode() in raw
+
+
+def test_preparation_settings_schema_rejects_2d_grid():
+    data = _yaml_file(
+        f"prep: !<{PREPARATION_SETTINGS_TAG}>\n"
+        "  wavelength: !unit/quantity-1.3.0\n"
+        "    unit: !unit/unit-1.0.0 Angstrom\n"
+        "    value: !core/ndarray-1.1.0\n"
+        "      data: [[4000.0, 4001.0], [4002.0, 4003.0]]\n"
+        "      datatype: float64\n"
+        "      shape: [2, 2]\n"
+        "  medium: vacuum\n  resolution: null\n  continuum_width: 50.0\n"
+        "  continuum_iterations: 3\n  min_good_fraction: 0.5\n  min_overlap_fraction: 0.5\n"
+    )
+    with asdf.config_context() as cfg:
+        cfg.validate_on_read = True
+        with pytest.raises(ValidationError, match="Wrong number of dimensions"):
+            with asdf.open(io.BytesIO(data)):
+                pass

@@ -5,8 +5,10 @@ from asdf.extension import ManifestExtension
 from .converters import LabelSpecConverter, PreparationSettingsConverter, RemapModelConverter
 
 __all__ = [
+    "CONVERTERS",
     "LABEL_SPEC_TAG",
     "MANIFEST_URI",
+    "MODEL_CONVERTERS",
     "PREPARATION_SETTINGS_TAG",
     "REMAP_MODEL_TAG",
     "STELLARML_EXTENSIONS",
@@ -21,8 +23,11 @@ LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
 #: Tag written for `~stellarml.spectra.prepare.PreparationSettings`.
 PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_settings-1.0.0"
 
+#: Converters of trained models (what `stellarml.io.asdf.model_io` reads and writes).
+MODEL_CONVERTERS = [RemapModelConverter()]
+
 #: Converter instances shared by every manifest version.
-CONVERTERS = [LabelSpecConverter(), PreparationSettingsConverter(), RemapModelConverter()]
+CONVERTERS = [*MODEL_CONVERTERS, LabelSpecConverter(), PreparationSettingsConverter()]
 
 #: One extension per manifest; the newest first (asdf writes with the first
 #: extension that supports a type).

@@ -1,0 +1,334 @@
+"""Reading and writing trained stellarml models as ASDF files.
+
+A model file is an ASDF file whose tree has a ``model`` entry tagged with a
+stellarml tag (e.g. ``asdf://stellarml.org/stellarml/tags/remap_model-1.0.0``),
+plus ``stellarml_version`` and ``date`` of writing. Network weights are numpy
+arrays in ASDF binary blocks; nothing is pickled. See :doc:`/models_on_disk`.
+
+Every problem with a file raises a `ModelFileError` (a `ValueError`) that
+names the file and the problem.
+"""
+
+import datetime
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+__all__ = [
+    "ModelFileError",
+    "ModelFileNotFoundError",
+    "UnsupportedModelVersionError",
+    "file_hash",
+    "read_model",
+    "write_model",
+]
+
+#: Prefix of every stellarml tag.
+_TAG_PREFIX = "asdf://stellarml.org/stellarml/tags/"
+
+#: Magic bytes every ASDF file starts with.
+_ASDF_MAGIC = b"#ASDF "
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be read or written: the message names the file and why."""
+
+
+class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
+    """The model file, or the shipped model of that name, does not exist."""
+
+
+class UnsupportedModelVersionError(ModelFileError):
+    """The file holds a stellarml object whose tag version this stellarml cannot read."""
+
+
+def file_hash(path, *, chunk_size=1 << 20):
+    """SHA-256 of a file's bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    chunk_size : int, optional
+        Bytes read at a time.
+
+    Returns
+    -------
+    hexdigest : str
+        64 lower-case hexadecimal characters.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_model(model, path, *, compression=None):
+    """Write a trained model to an ASDF file, atomically.
+
+    The file is written to a temporary file in the same folder and moved into
+    place with `os.replace`, so ``path`` is never left half-written. On success
+    ``model.source_`` is set to ``{"path": <absolute path>, "sha256": <hash>}``.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.RemapModel`
+        A model type with a stellarml ASDF tag.
+    path : str or path-like
+        Destination (conventionally ``*.asdf``); overwritten if it exists.
+    compression : {None, "zlib", "bzp2", "lz4"}, optional
+        Block compression of the weight arrays (default none).
+
+    Returns
+    -------
+    sha256 : str
+        SHA-256 of the written file.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a type the stellarml extension can write.
+    ModelFileError
+        If the model's tree violates its schema (the message names the schema
+        and the failing entry), or the file cannot be written.
+    """
+    import asdf
+    from asdf.exceptions import ValidationError
+
+    path = Path(path)
+    _check_writable_type(model)
+    tree = {"model": model, "stellarml_version": _stellarml_version(), "date": _utc_now()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            asdf.AsdfFile(tree).write_to(fh, all_array_compression=compression)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except ValidationError as exc:
+        raise ModelFileError(
+            f"cannot write {path}: the model does not conform to its schema: {exc.message} "
+            f"(at {'/'.join(str(p) for p in exc.absolute_path) or 'top level'})"
+        ) from exc
+    except OSError as exc:
+        raise ModelFileError(f"cannot write {path}: {exc}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    sha256 = file_hash(path)
+    model.source_ = {"path": str(path.resolve()), "sha256": sha256}
+    return sha256
+
+
+def read_model(path_or_name):
+    """Read a trained model from an ASDF file or by the name of a shipped model.
+
+    Parameters
+    ----------
+    path_or_name : str or path-like
+        A path to a model file, or the name of a model shipped in
+        ``stellarml/data`` (e.g. ``"remap-optical-r2000"``). A `str` without a
+        path separator and without the ``.asdf`` suffix is a name; anything else
+        is a path.
+
+    Returns
+    -------
+    model : `~stellarml.models.RemapModel`
+        The model. ``model.source_`` is ``{"path": <absolute path>,
+        "sha256": <SHA-256 of the file>}``.
+
+    Raises
+    ------
+    ModelFileNotFoundError
+        The file does not exist, or no shipped model has that name (the
+        message lists the available names).
+    ModelFileError
+        The file is not ASDF, is truncated or corrupted (block checksums are
+        verified), holds no stellarml model, or violates a stellarml schema.
+    UnsupportedModelVersionError
+        The model's tag version is not supported by this stellarml.
+    """
+    path = _resolve(path_or_name)
+    if not path.is_file():
+        raise ModelFileNotFoundError(f"model file not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(len(_ASDF_MAGIC))
+    if head != _ASDF_MAGIC:
+        raise ModelFileError(
+            f"{path} is not an ASDF file (it starts with {head!r}, not {_ASDF_MAGIC!r})"
+        )
+    sha256 = file_hash(path)
+    model = _load(path)
+    model.source_ = {"path": str(path.resolve()), "sha256": sha256}
+    return model
+
+
+def _resolve(path_or_name):
+    if isinstance(path_or_name, str) and _is_name(path_or_name):
+        from stellarml.data import available_models, model_path
+
+        try:
+            return Path(model_path(path_or_name))
+        except KeyError:
+            names = ", ".join(available_models()) or "none"
+            raise ModelFileNotFoundError(
+                f"no shipped model named {path_or_name!r}; available: {names} "
+                "(pass a path to read a model file)"
+            ) from None
+    if not isinstance(path_or_name, str | os.PathLike):
+        raise TypeError(f"expected a path or a model name, got {type(path_or_name).__name__}")
+    return Path(path_or_name).expanduser()
+
+
+def _is_name(text):
+    return (
+        text != ""
+        and os.sep not in text
+        and (os.altsep is None or os.altsep not in text)
+        and not text.endswith(".asdf")
+    )
+
+
+def _load(path):
+    import asdf
+    from asdf.exceptions import ValidationError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with asdf.config_context() as cfg:
+                cfg.validate_on_read = True
+                cfg.warn_on_failed_conversion = False
+                with asdf.open(path, lazy_load=False, memmap=False, validate_checksums=True) as af:
+                    tree = dict(af.tree)
+        except ValidationError as exc:
+            raise ModelFileError(
+                f"{path} does not conform to the stellarml schema: {exc.message} "
+                f"({_locate_violation(path, exc)})"
+            ) from exc
+        except Exception as exc:
+            raise ModelFileError(
+                f"{path} is corrupted or truncated (or its content is inconsistent) and "
+                f"cannot be read: {type(exc).__name__}: {exc}"
+            ) from exc
+    unsupported = _unsupported_tags(tree)
+    if unsupported:
+        # asdf's warnings about the unknown tags/extension say the same, less clearly
+        raise UnsupportedModelVersionError(
+            f"{path} holds {', '.join(sorted(unsupported))}, which this stellarml "
+            f"({_stellarml_version()}) cannot read; supported: {', '.join(_supported_tags())}. "
+            "Install a stellarml version that supports it."
+        )
+    model = tree.get("model")
+    if model is None or _model_type_name(model) not in _model_types():
+        keys = ", ".join(sorted(k for k in tree if not k.startswith("asdf_"))) or "none"
+        raise ModelFileError(
+            f"{path} is an ASDF file but holds no stellarml model "
+            f"(expected a tagged 'model' entry; top-level keys: {keys})"
+        )
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
+
+
+def _locate_violation(path, exc):
+    """Where a schema violation is: the tagged node and the path inside the file's tree.
+
+    asdf reports paths relative to the innermost tagged node whose schema
+    failed. Re-validate the raw tree's stellarml-tagged nodes, deepest first,
+    to find that node and give the full path (e.g. ``model/labels/1/ucd``).
+    """
+    import asdf
+
+    relative = "/".join(str(p) for p in exc.absolute_path)
+    try:
+        with asdf.open(path, _force_raw_types=True, lazy_load=True) as af:
+            located = _deepest_failure(af.tree, [])
+    except Exception:  # the file may be broken in other ways too: keep asdf's path
+        located = None
+    if located is None:
+        return f"at {relative or 'top level'}"
+    node_path, tag, error = located
+    full = "/".join([*node_path, *(str(p) for p in error.absolute_path)])
+    return f"in {tag[len(_TAG_PREFIX) :]} at {full or 'top level'}"
+
+
+def _deepest_failure(node, node_path):
+    from asdf.exceptions import ValidationError
+    from asdf.schema import validate
+
+    if isinstance(node, dict):
+        children = [(str(k), v) for k, v in node.items()]
+    elif isinstance(node, list | tuple):
+        children = [(str(i), v) for i, v in enumerate(node)]
+    else:
+        return None
+    for key, child in children:
+        found = _deepest_failure(child, [*node_path, key])
+        if found is not None:
+            return found
+    tag = getattr(node, "_tag", None)
+    if isinstance(tag, str) and tag.startswith(_TAG_PREFIX):
+        try:
+            validate(node, reading=True)
+        except ValidationError as error:
+            return node_path, tag, error
+    return None
+
+
+def _unsupported_tags(tree):
+    """stellarml tags left unconverted anywhere in ``tree`` (unknown versions)."""
+    found = set()
+
+    def walk(node):
+        tag = getattr(node, "_tag", None)
+        if isinstance(tag, str) and tag.startswith(_TAG_PREFIX):
+            found.add(tag[len(_TAG_PREFIX) :])
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk(tree)
+    return found
+
+
+def _supported_tags():
+    from .extension import STELLARML_EXTENSIONS
+
+    return sorted({t.tag_uri[len(_TAG_PREFIX) :] for ext in STELLARML_EXTENSIONS for t in ext.tags})
+
+
+def _model_type_name(obj):
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _model_types():
+    """Fully qualified names of the model classes the stellarml extension converts."""
+    from .extension import MODEL_CONVERTERS
+
+    return {name for converter in MODEL_CONVERTERS for name in converter.types}
+
+
+def _check_writable_type(model):
+    if _model_type_name(model) not in _model_types():
+        raise TypeError(
+            f"cannot write a {type(model).__name__} as a stellarml model; "
+            f"supported types: {', '.join(sorted(_model_types()))}"
+        )
+
+
+def _stellarml_version():
+    from stellarml import __version__
+
+    return __version__
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
