@@ -1,0 +1,340 @@
+"""Make specutils' own SDSS/BOSS and APOGEE spectra ready for `stellarml.spectra`.
+
+specutils reads these formats itself (``Spectrum.read`` identifies them as
+``"SDSS-III/IV spec"``, ``"APOGEE apStar"`` and ``"APOGEE apVisit"``); stellarml does
+not register loaders of its own for them. What specutils returns needs a little more
+before it is fit for `stellarml.spectra.prepare`:
+
+* **apVisit** files store the three detector chips red-to-blue, each in decreasing
+  wavelength, so the spectrum specutils builds has a strictly *decreasing* spectral
+  axis (12 288 pixels with two chip gaps). The helpers reverse it, or split it into one
+  increasing spectrum per chip.
+* **APOGEE** loaders ignore the pixel bit mask (HDU 3) and leave bad pixels with zero
+  or enormous (> 1e10) errors; the helpers turn the chosen ``APOGEE_PIXMASK`` bits
+  into the spectrum's ``mask``.
+* **apVisit** wavelengths are observed (not even barycentric-corrected); the helpers
+  attach the pipeline's relative velocity ``VRAD`` as the spectrum's
+  ``radial_velocity``, so ``prepare`` moves the spectrum to the rest frame. apStar
+  spectra are already in the stellar rest frame.
+* **BOSS** ``spec`` files: the helpers attach the pipeline redshift (HDU 2 ``Z`` when
+  ``ZWARNING == 0``) and the median resolving power from the per-pixel LSF width
+  ``WDISP``.
+* Every spectrum gets ``meta["medium"] = "vacuum"`` (all SDSS spectra use vacuum
+  wavelengths) and ``meta["resolution"]``.
+
+Datamodels followed: SDSS DR17 ``apStar``, ``apVisit`` and ``spec`` pages
+(https://data.sdss.org/datamodel/) and the ``APOGEE_PIXMASK`` bitmask definition.
+"""
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.nddata import StdDevUncertainty
+from specutils import Spectrum, SpectrumList
+
+from ._common import file_label, header_float, header_str, open_hdulist
+
+__all__ = [
+    "APOGEE_BAD_PIXMASK",
+    "APOGEE_PIXMASK_BITS",
+    "APOGEE_RESOLUTION",
+    "read_apogee",
+    "read_boss",
+    "sdss_for_stellarml",
+]
+
+#: Bits of the APOGEE ``APOGEE_PIXMASK`` (SDSS DR17 bitmask documentation).
+APOGEE_PIXMASK_BITS = {
+    "BADPIX": 0,
+    "CRPIX": 1,
+    "SATPIX": 2,
+    "UNFIXABLE": 3,
+    "BADDARK": 4,
+    "BADFLAT": 5,
+    "BADERR": 6,
+    "NOSKY": 7,
+    "LITTROW_GHOST": 8,
+    "PERSIST_HIGH": 9,
+    "PERSIST_MED": 10,
+    "PERSIST_LOW": 11,
+    "SIG_SKYLINE": 12,
+    "SIG_TELLURIC": 13,
+    "NOT_ENOUGH_PSF": 14,
+}
+#: Default bad-pixel bits: BADPIX, CRPIX, SATPIX, UNFIXABLE, BADDARK, BADFLAT,
+#: BADERR and NOSKY (the ``badpixmask`` convention of the APOGEE tools). The
+#: persistence, sky-line and telluric bits only warn and are not included.
+APOGEE_BAD_PIXMASK = sum(1 << APOGEE_PIXMASK_BITS[name] for name in list(APOGEE_PIXMASK_BITS)[:8])
+#: Nominal resolving power of the APOGEE spectrographs (Wilson et al. 2019).
+APOGEE_RESOLUTION = 22500.0
+
+_APOGEE_CHIPS = ("a", "b", "c")  # file rows: red, green, blue
+
+
+def _kind(header):
+    """ "apstar", "apvisit", "boss" or None from an SDSS primary header."""
+    if header is None:
+        return None
+    history = "".join(str(h) for h in header.get("HISTORY", []))
+    if header_str(header, "SFILE1", "").startswith(("apVisit", "asVisit")):
+        return "apstar"
+    if "APOGEE" in history or header_str(header, "SURVEY", "").lower().startswith("apogee"):
+        return "apvisit" if "VRAD" in header or "FIBERID" in header else "apstar"
+    if header_str(header, "TELESCOP", "").startswith("SDSS"):
+        return "boss"
+    return None
+
+
+def _reorder(spectrum, order, **overrides):
+    """A copy of ``spectrum`` with pixels in ``order`` and some fields replaced."""
+    unc = spectrum.uncertainty
+    if unc is not None:
+        unc = type(unc)(unc.array[..., order], unit=unc.unit)
+    mask = None if spectrum.mask is None else np.asarray(spectrum.mask)[..., order]
+    kwargs = {
+        "flux": spectrum.flux[..., order],
+        "spectral_axis": u.Quantity(spectrum.spectral_axis)[order],
+        "uncertainty": unc,
+        "mask": mask,
+        "meta": dict(spectrum.meta),
+    }
+    kwargs.update(overrides)
+    return Spectrum(**kwargs)
+
+
+def sdss_for_stellarml(spectrum, *, rv=None):
+    """Fix up a spectrum read by specutils' SDSS/BOSS or APOGEE loader for stellarml.
+
+    Works on the object alone (no file access): it puts the pixels in increasing
+    wavelength, sets ``meta["medium"] = "vacuum"`` and a nominal
+    ``meta["resolution"]``, masks non-finite fluxes and non-positive or non-finite
+    uncertainties, and for apVisit spectra attaches ``VRAD`` from the header as the
+    radial velocity. Use `read_apogee` / `read_boss` to also get the file's pixel
+    masks and pipeline redshift.
+
+    Parameters
+    ----------
+    spectrum : `~specutils.Spectrum`
+        As returned by ``Spectrum.read`` for an apStar, apVisit or BOSS spec file
+        (``meta["header"]`` is used to tell them apart).
+    rv : `~astropy.units.Quantity` or float, optional
+        Radial velocity to attach (km/s if a plain number); overrides ``VRAD``.
+
+    Returns
+    -------
+    `~specutils.Spectrum`
+        A new spectrum; the input is not changed.
+
+    Raises
+    ------
+    TypeError
+        If ``spectrum`` is not a `~specutils.Spectrum`.
+    ValueError
+        If its spectral axis is neither increasing nor decreasing.
+    """
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"expected a specutils Spectrum, got {type(spectrum).__name__}")
+    axis = u.Quantity(spectrum.spectral_axis)
+    step = np.diff(axis.value)
+    if np.all(step > 0):
+        order = np.arange(axis.size)
+    elif np.all(step < 0):
+        order = np.arange(axis.size)[::-1]
+    else:
+        raise ValueError("the spectral axis is neither strictly increasing nor decreasing")
+    header = spectrum.meta.get("header")
+    kind = _kind(header)
+    meta = dict(spectrum.meta)
+    meta["medium"] = "vacuum"
+    meta.setdefault("survey", "APOGEE" if kind in ("apstar", "apvisit") else "SDSS")
+    if kind in ("apstar", "apvisit"):
+        meta.setdefault("resolution", APOGEE_RESOLUTION)
+    mask = np.zeros(spectrum.flux.shape, dtype=bool)
+    if spectrum.mask is not None:
+        mask |= np.asarray(spectrum.mask, dtype=bool)
+    mask |= ~np.isfinite(spectrum.flux.value)
+    if spectrum.uncertainty is not None:
+        err = np.asarray(spectrum.uncertainty.array, dtype=float)
+        mask |= ~np.isfinite(err) | (err <= 0)
+    if rv is None and kind == "apvisit":
+        vrad = header_float(header, "VRAD")
+        rv = None if vrad is None else vrad
+    overrides = {"meta": meta, "mask": mask[..., order]}
+    if rv is not None:
+        overrides["radial_velocity"] = u.Quantity(rv, u.km / u.s)
+        meta["rv_source"] = "VRAD header keyword" if kind == "apvisit" else "user"
+    return _reorder(spectrum, order, **overrides)
+
+
+def _pixmask(hdul, kind, row, where):
+    if len(hdul) < 4 or hdul[3].data is None:
+        raise ValueError(f"{where}: no APOGEE pixel mask in HDU 3")
+    data = np.asarray(hdul[3].data)
+    if kind == "apstar":
+        return data[row] if data.ndim == 2 else data
+    return np.concatenate([data[i] for i in range(data.shape[0])])
+
+
+def read_apogee(file_obj, *, split_chips=False, bad_bits=APOGEE_BAD_PIXMASK, row=0, rv=None):
+    """Read an APOGEE apStar or apVisit file with specutils and prepare it for stellarml.
+
+    Parameters
+    ----------
+    file_obj : str or path-like
+        An ``apStar-*.fits`` or ``apVisit-*.fits`` file.
+    split_chips : bool, optional
+        apVisit only: return a `~specutils.SpectrumList` of the three chips (blue,
+        green, red; each increasing in wavelength) instead of one merged spectrum.
+    bad_bits : int, optional
+        ``APOGEE_PIXMASK`` bits that mark a pixel bad (default `APOGEE_BAD_PIXMASK`).
+    row : int, optional
+        apStar only: which row to read. Row 0 (default) is the combined spectrum;
+        with two or more visits, row 1 is the alternative combination and rows 2+
+        the individual visits.
+    rv : `~astropy.units.Quantity` or float, optional
+        Radial velocity to attach (km/s); apVisit default: header ``VRAD``.
+
+    Returns
+    -------
+    `~specutils.Spectrum` or `~specutils.SpectrumList`
+        Flux in 1e-17 erg s^-1 cm^-2 A^-1 on increasing vacuum wavelengths,
+        `~astropy.nddata.StdDevUncertainty`, mask from ``bad_bits`` plus non-finite
+        flux and non-positive errors, ``meta`` with ``medium`` ("vacuum"),
+        ``resolution`` (`APOGEE_RESOLUTION`), ``pixmask`` and ``header``; chips
+        also carry ``meta["chip"]``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an APOGEE apStar/apVisit file or ``row`` is out of range.
+    """
+    where = file_label(file_obj)
+    with open_hdulist(file_obj) as hdul:
+        header = hdul[0].header.copy()
+        kind = _kind(header)
+        if kind not in ("apstar", "apvisit"):
+            raise ValueError(f"{where}: not an APOGEE apStar or apVisit file")
+        if kind == "apstar":
+            nrows = hdul[1].data.shape[0] if hdul[1].data.ndim == 2 else 1
+            if not 0 <= row < nrows:
+                raise ValueError(f"{where}: row {row} out of range 0..{nrows - 1}")
+        pixmask = _pixmask(hdul, kind, row, where).astype(np.int64)
+        if kind == "apstar" and row != 0:
+            flux = np.array(hdul[1].data[row], dtype=float)
+            err = np.array(hdul[2].data[row], dtype=float)
+    fmt = "APOGEE apStar" if kind == "apstar" else "APOGEE apVisit"
+    spec = Spectrum.read(file_obj, format=fmt)
+    if kind == "apstar" and row != 0:
+        spec = Spectrum(
+            flux=flux * spec.flux.unit,
+            spectral_axis=spec.spectral_axis,
+            uncertainty=StdDevUncertainty(err),
+            meta=spec.meta,
+        )
+    bad = (pixmask & int(bad_bits)) != 0
+    spec = Spectrum(
+        flux=spec.flux,
+        spectral_axis=spec.spectral_axis,
+        uncertainty=spec.uncertainty,
+        mask=bad,
+        meta={**spec.meta, "pixmask": pixmask, "bad_bits": int(bad_bits), "row": row},
+    )
+    axis = u.Quantity(spec.spectral_axis).value
+    spec = sdss_for_stellarml(spec, rv=rv)
+    if axis[0] > axis[-1]:
+        spec.meta["pixmask"] = pixmask[::-1]
+    if not split_chips:
+        return spec
+    if kind != "apvisit":
+        raise ValueError(f"{where}: split_chips applies to apVisit files only")
+    npix = spec.flux.size // 3
+    chips = SpectrumList()
+    # After the reversal the blue chip (c) comes first.
+    for i, chip in enumerate(_APOGEE_CHIPS[::-1]):
+        sl = slice(i * npix, (i + 1) * npix)
+        chips.append(
+            Spectrum(
+                flux=spec.flux[sl],
+                spectral_axis=u.Quantity(spec.spectral_axis)[sl],
+                uncertainty=StdDevUncertainty(spec.uncertainty.array[sl]),
+                mask=spec.mask[sl],
+                meta={**spec.meta, "chip": chip, "pixmask": spec.meta["pixmask"][sl]},
+                radial_velocity=spec.radial_velocity,
+            )
+        )
+    return chips
+
+
+def read_boss(file_obj, *, use_redshift=True):
+    """Read an SDSS-III/IV BOSS ``spec`` file with specutils and prepare it for stellarml.
+
+    Parameters
+    ----------
+    file_obj : str or path-like
+        A ``spec-PLATE-MJD-FIBER.fits`` file.
+    use_redshift : bool, optional
+        Attach the pipeline redshift (HDU 2 ``Z``) as the spectrum's ``redshift``
+        when its ``ZWARNING`` is 0 (default True).
+
+    Returns
+    -------
+    `~specutils.Spectrum`
+        specutils' spectrum (vacuum wavelengths, `~astropy.nddata.InverseVariance`,
+        mask from ``and_mask``) with non-finite fluxes and ``ivar <= 0`` also
+        masked, and ``meta`` holding ``medium`` ("vacuum"), ``resolution`` (the
+        median of lambda / FWHM over unmasked pixels from ``WDISP``), ``z``,
+        ``zwarning``, ``class`` and ``subclass``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a BOSS ``spec`` file.
+    """
+    where = file_label(file_obj)
+    with open_hdulist(file_obj) as hdul:
+        header = hdul[0].header
+        if _kind(header) != "boss" or len(hdul) < 2 or "wdisp" not in hdul[1].columns.names:
+            raise ValueError(f"{where}: not an SDSS-III/IV BOSS spec file")
+        wdisp = np.array(hdul[1].data["wdisp"], dtype=float)
+        info = {}
+        if len(hdul) > 2 and hdul[2].data is not None:
+            table = hdul[2].data
+            for name in ("Z", "ZWARNING", "CLASS", "SUBCLASS"):
+                if name in table.columns.names:
+                    value = table[name][0]
+                    info[name.lower()] = value.strip() if isinstance(value, str) else value
+    with warnings.catch_warnings():
+        # The BOSS BUNIT '1E-17 erg/cm^2/s/Ang' makes astropy warn about "multiple
+        # slashes" while specutils parses it; the unit comes out right.
+        warnings.filterwarnings("ignore", message=".*multiple slashes", category=u.UnitsWarning)
+        spec = Spectrum.read(file_obj, format="SDSS-III/IV spec")
+    good = np.isfinite(wdisp) & (wdisp > 0) & ~np.asarray(spec.mask)
+    # WDISP is the 1-sigma LSF width in pixels of d(log10 lambda) = 1e-4.
+    fwhm_dloglam = 2.0 * np.sqrt(2.0 * np.log(2.0)) * wdisp[good] * 1e-4 * np.log(10.0)
+    meta = dict(spec.meta)
+    meta["resolution"] = float(np.median(1.0 / fwhm_dloglam)) if good.any() else None
+    meta["z"] = None if "z" not in info else float(info["z"])
+    meta["zwarning"] = None if "zwarning" not in info else int(info["zwarning"])
+    meta["class"] = info.get("class")
+    meta["subclass"] = info.get("subclass")
+    meta["wdisp"] = wdisp
+    spec = Spectrum(
+        flux=spec.flux,
+        spectral_axis=spec.spectral_axis,
+        uncertainty=spec.uncertainty,
+        mask=spec.mask,
+        meta=meta,
+    )
+    out = sdss_for_stellarml(spec)
+    z = meta["z"]
+    if use_redshift and z is not None and np.isfinite(z) and meta["zwarning"] == 0:
+        out = Spectrum(
+            flux=out.flux,
+            spectral_axis=u.Quantity(out.spectral_axis),
+            uncertainty=out.uncertainty,
+            mask=out.mask,
+            meta=out.meta,
+            redshift=z,
+        )
+    return out
