@@ -208,9 +208,9 @@ def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *,
 
     table = LabelTable()
     if ids is not None:
-        ids = [str(i) for i in ids]
+        ids = np.asarray(ids).astype(str).reshape(-1)
         _check_length("ids", ids, n)
-        table["id"] = Column(ids, dtype=str)
+        table["id"] = Column(ids)
         _describe(table["id"], _ID_DESCRIPTION, _COLUMN_UCDS["id"])
 
     for spec in specs:
@@ -242,13 +242,16 @@ def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *,
 
     table["flags"] = Column(flags.astype(np.int32))
     _describe(table["flags"], _FLAGS_DESCRIPTION, _COLUMN_UCDS["flags"])
-    table["flag_names"] = Column([",".join(describe_flags(f)) for f in flags], dtype=str)
+    # one describe_flags call per distinct value, not per row
+    values, inverse = np.unique(flags, return_inverse=True)
+    names_of_values = np.array([",".join(describe_flags(v)) for v in values] or [""], dtype=str)
+    table["flag_names"] = Column(names_of_values[inverse.reshape(-1)] if n else np.zeros(0, str))
     _describe(table["flag_names"], _FLAG_NAMES_DESCRIPTION, _COLUMN_UCDS["flag_names"])
 
     if messages is not None:
-        messages = [str(m) for m in messages]
+        messages = np.asarray(messages).astype(str).reshape(-1)
         _check_length("messages", messages, n)
-        table["message"] = Column(messages, dtype=str)
+        table["message"] = Column(messages)
         _describe(table["message"], _MESSAGE_DESCRIPTION, _COLUMN_UCDS["message"])
 
     table.meta.update(_clean_meta(dict(meta or {})))
