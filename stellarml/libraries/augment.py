@@ -12,16 +12,14 @@ and `stellarml.libraries.SpectralLibrary.augment`.
 import numpy as np
 from numpy.polynomial import legendre
 
+from ..spectra import C_KMS, doppler_shift_wavelength
+
 __all__ = [
-    "C_KMS",
     "add_noise",
     "continuum_distortion",
     "doppler_shift_flux",
     "draw_snr",
 ]
-
-#: Speed of light in km/s.
-C_KMS = 299792.458
 
 
 def _rng(seed):
@@ -148,7 +146,8 @@ def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):
     """Doppler-shift a batch of spectra on a fixed wavelength grid.
 
     The rest-frame spectrum ``f`` moves to ``f_obs(lam) = f(lam / (1 + v/c))``
-    (first-order Doppler formula, like `stellarml.spectra`), evaluated by linear
+    (the first-order formula of `stellarml.spectra.doppler_shift_wavelength`),
+    evaluated by linear
     interpolation between the two neighbouring input pixels. The variance is
     propagated exactly for that interpolation, ``var = (1-t)**2 var_0 + t**2 var_1``,
     and a pixel whose source lies outside the grid takes the edge flux with
@@ -180,7 +179,7 @@ def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):
     rv = np.broadcast_to(np.asarray(rv_kms, dtype=float), (n,))
     if not np.all(np.isfinite(rv)) or np.any(np.abs(rv) >= C_KMS):
         raise ValueError("rv_kms must be finite and below the speed of light")
-    source = wave[None, :] / (1.0 + rv[:, None] / C_KMS)
+    source = doppler_shift_wavelength(wave, rv)  # (n, npix): where each pixel comes from
     right = np.clip(np.searchsorted(wave, source), 1, npix - 1)
     left = right - 1
     t = (source - wave[left]) / (wave[right] - wave[left])

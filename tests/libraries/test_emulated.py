@@ -203,3 +203,38 @@ def test_not_an_npz(tmp_path):
     np.save(single, np.ones(3))
     with pytest.raises(ValueError, match=r"single \.npy array"):
         PolynomialEmulatorLibrary.from_file(single)
+
+
+def test_degraded_emulator_equals_degrading_each_spectrum(emulator):
+    from stellarml.spectra import log_lambda_grid
+
+    grid = log_lambda_grid(6450, 6650, 1.5e-4) * u.AA
+    labels = emulator.sample_labels(12, design="training", seed=8)
+    full = emulator.generate(labels, wavelength_range=(6400, 6700) * u.AA, dtype=np.float64)
+    one_by_one = full.degrade(resolution=1500, wavelength=grid)
+    fast = emulator.degrade(resolution=1500, wavelength=grid)
+    assert fast.resolution == 1500 and fast.s2 is None and fast.theta.shape == (grid.size, 20)
+    assert fast.meta["degraded"][0]["resolution"] == 1500.0
+    direct = fast.generate(labels, dtype=np.float64)
+    assert direct.resolution == 1500 and u.allclose(direct.wavelength, grid)
+    assert np.allclose(direct.flux, one_by_one.flux, atol=1e-9)
+    # Broadening keeps the mean flux; H-alpha gets shallower.
+    sun_native = emulator.generate(SUN, wavelength_range=(6450, 6650) * u.AA)
+    sun = fast.generate(SUN)
+    assert sun.flux.mean() == pytest.approx(sun_native.flux.mean(), abs=2e-3)
+    assert 0.45 < sun.flux.min() < 0.9
+
+
+def test_degrade_emulator_window_and_errors(emulator):
+    window = emulator.degrade(fwhm=2.5 * u.AA, wavelength_range=(5000, 5100) * u.AA)
+    wave = window.wavelength.to_value(u.AA)
+    assert wave[0] == pytest.approx(5000) and wave[-1] == pytest.approx(5100)
+    assert window.fwhm == 2.5 * u.AA and window.theta.shape == (1001, 20)
+    with pytest.raises(ValueError, match="reaches outside"):
+        emulator.degrade(resolution=2000, wavelength_range=(2000, 4000) * u.AA)
+    with pytest.raises(ValueError, match="not both"):
+        emulator.degrade(wavelength=wave * u.AA, wavelength_range=(5000, 5100) * u.AA)
+    with pytest.raises(ValueError, match="needs a target"):
+        emulator.degrade()
+    with pytest.raises(ValueError, match="cannot be sharpened"):
+        window.degrade(fwhm=1 * u.AA)

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from stellarml.libraries.augment import (
-    C_KMS,
     add_noise,
     continuum_distortion,
     doppler_shift_flux,
     draw_snr,
 )
+from stellarml.spectra import C_KMS
 
 
 def test_draw_snr_forms():

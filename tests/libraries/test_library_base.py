@@ -8,7 +8,7 @@ from astropy.table import MaskedColumn, QTable, Table
 from specutils import Spectrum
 
 from stellarml.libraries import SpectralLibrary
-from stellarml.libraries.augment import C_KMS
+from stellarml.spectra import C_KMS
 
 
 def _library(n=40, npix=500, seed=0, ivar=False):
@@ -242,3 +242,80 @@ def test_kfold_rejects_bad_arguments():
         next(lib.kfold(2, stratify=np.ones(3)))
     folds = list(lib.kfold(2, stratify=np.arange(5.0)))
     assert sorted(len(test) for _, test in folds) == [2, 3]
+
+
+def _line_sigma(wave, flux):
+    """Gaussian sigma [Angstrom] of the absorption line in each row (second moment)."""
+    depth = 1 - flux
+    centre = (depth * wave).sum(axis=1) / depth.sum(axis=1)
+    return np.sqrt((depth * (wave - centre[:, None]) ** 2).sum(axis=1) / depth.sum(axis=1))
+
+
+def test_degrade_broadens_to_the_target_and_preserves_mean_flux():
+    lib = _library(n=6, npix=3000)  # R = 20000, intrinsic line sigma 1.0 Angstrom
+    wave = lib.wavelength.to_value(u.AA)
+    out = lib.degrade(resolution=2000)
+    assert isinstance(out, SpectralLibrary) and out.resolution == 2000 and out.fwhm is None
+    # Equivalent widths (mean flux deficit) are conserved by the convolution.
+    assert np.allclose(out.flux.mean(axis=1), lib.flux.mean(axis=1), atol=2e-4)
+    sigma_r = 6562.8 / np.array([20000.0, 2000.0]) / (2 * np.sqrt(2 * np.log(2)))
+    expected = np.sqrt(_line_sigma(wave, lib.flux) ** 2 + sigma_r[1] ** 2 - sigma_r[0] ** 2)
+    assert np.allclose(_line_sigma(wave, out.flux), expected, rtol=0.02)
+    assert out.meta["degraded"] == [
+        {"resolution": 2000.0, "fwhm_angstrom": None, "wavelength": None}
+    ]
+    with pytest.raises(ValueError, match="cannot be sharpened"):
+        lib.degrade(resolution=50000)
+
+
+def test_degrade_to_fwhm_and_new_grid_with_ivar_in_chunks():
+    lib = _library(n=7, npix=3000, ivar=True)
+    grid = np.linspace(6520, 6600, 400) * u.AA
+    out = lib.degrade(fwhm=4 * u.AA, wavelength=grid, chunk_size=3)
+    assert out.flux.shape == (7, 400) and out.ivar.shape == (7, 400)
+    assert out.fwhm == 4 * u.AA and out.resolution is None
+    assert u.allclose(out.wavelength, grid)
+    # Binning 0.2 Angstrom pixels from ~0.013 Angstrom ones averages ~15 pixels of noise.
+    assert np.all(out.ivar > 10 * 1e4)
+    whole = lib.degrade(fwhm=4 * u.AA, wavelength=grid)
+    assert np.allclose(whole.flux, out.flux, rtol=1e-12)
+    same_lsf = lib.degrade(wavelength=grid)
+    assert same_lsf.resolution == 20000
+    with pytest.raises(ValueError, match="reaches outside"):
+        lib.degrade(wavelength=np.linspace(6400, 6600, 100) * u.AA)
+    with pytest.raises(ValueError, match="needs a target"):
+        lib.degrade()
+
+
+def test_prepare_matches_prepare_arrays_and_is_chunk_independent():
+    from stellarml.spectra import PreparationSettings, log_lambda_grid, prepare_arrays
+
+    lib = _library(n=9, npix=3000, ivar=True)
+    grid = log_lambda_grid(6510, 6610, 1e-4) * u.AA
+    settings = PreparationSettings(wavelength=grid, medium="vacuum", resolution=5000)
+    whole = lib.prepare(settings)
+    chunked = lib.prepare(settings, chunk_size=4, rv=np.zeros(9))
+    direct = prepare_arrays(lib.wavelength, lib.flux, lib.ivar, settings, resolution=20000)
+    assert len(chunked) == 9 and chunked.flux.shape == (9, grid.size)
+    assert np.array_equal(whole.flux, direct.flux) and np.array_equal(whole.flags, direct.flags)
+    assert np.allclose(chunked.flux, whole.flux, atol=1e-6)
+    assert np.allclose(chunked.ivar, whole.ivar, rtol=1e-5)
+    assert chunked.messages == [""] * 9 and np.all(chunked.flags == 0)
+
+
+def test_prepare_broadens_an_unbroadened_library():
+    from stellarml.spectra import PreparationSettings, log_lambda_grid
+
+    lib = _library(n=3, npix=3000)
+    sharp = SpectralLibrary(lib.labels, lib.wavelength, lib.flux)  # no LSF: unbroadened
+    grid = log_lambda_grid(6510, 6610, 1e-4) * u.AA
+    settings = PreparationSettings(wavelength=grid, resolution=3000)
+    batch = sharp.prepare(settings)
+    assert not np.any(batch.flags & 128)  # RESOLUTION_ASSUMED
+    # Broadened from infinite R here, from R=20000 there: almost the same spectra.
+    assert np.abs(batch.flux - lib.prepare(settings).flux).max() < 0.005
+    # The line (sigma 1 Angstrom) is convolved with R=3000 (sigma 0.93 Angstrom at H-alpha):
+    # its depth drops by the ratio of the widths.
+    sigma_r = 6562.8 / 3000 / (2 * np.sqrt(2 * np.log(2)))
+    ratio = (1 - batch.flux.min(axis=1)) / (1 - lib.flux.min(axis=1))
+    assert np.allclose(ratio, 1 / np.sqrt(1 + sigma_r**2), rtol=0.05)
