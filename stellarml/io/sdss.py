@@ -131,7 +131,8 @@ def sdss_for_stellarml(spectrum, *, rv=None):
     TypeError
         If ``spectrum`` is not a `~specutils.Spectrum`.
     ValueError
-        If its spectral axis is neither increasing nor decreasing.
+        If it is not from an SDSS/APOGEE file, or its spectral axis is neither
+        increasing nor decreasing.
     """
     if not isinstance(spectrum, Spectrum):
         raise TypeError(f"expected a specutils Spectrum, got {type(spectrum).__name__}")
@@ -145,6 +146,11 @@ def sdss_for_stellarml(spectrum, *, rv=None):
         raise ValueError("the spectral axis is neither strictly increasing nor decreasing")
     header = spectrum.meta.get("header")
     kind = _kind(header)
+    if kind is None:
+        raise ValueError(
+            "not an SDSS/BOSS or APOGEE spectrum: meta['header'] is missing or has none of "
+            "the SDSS/APOGEE keywords, so its wavelength medium is unknown"
+        )
     meta = dict(spectrum.meta)
     meta["medium"] = "vacuum"
     meta.setdefault("survey", "APOGEE" if kind in ("apstar", "apvisit") else "SDSS")

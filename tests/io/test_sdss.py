@@ -7,6 +7,7 @@ from astropy.io import fits
 from astropy.nddata import InverseVariance, StdDevUncertainty
 from specutils import Spectrum, SpectrumList
 
+import stellarml.io.echelle  # noqa: F401  (registers the GALAH loader)
 from stellarml.flags import FATAL, LabelFlag
 from stellarml.io.lamost import read_lamost
 from stellarml.io.sdss import (
@@ -132,6 +133,9 @@ def test_helpers_refuse_other_files(data_dir):
         read_boss(data_dir / "sdss" / APSTAR)
     with pytest.raises(TypeError, match="expected a specutils Spectrum"):
         sdss_for_stellarml(np.ones(10))
+    galah = Spectrum.read(data_dir / "galah" / "1312160026010031.fits", format="GALAH-HERMES")
+    with pytest.raises(ValueError, match="not an SDSS/BOSS or APOGEE spectrum"):
+        sdss_for_stellarml(galah)
 
 
 @pytest.fixture(scope="module")
