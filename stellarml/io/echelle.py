@@ -96,6 +96,20 @@ def identify_carmenes(origin, *args, **kwargs):
 
     True for a FITS file with 2-D image extensions ``SPEC``, ``SIG`` and ``WAVE`` of
     one shape and a primary header from CARMENES (``INSTRUME`` or ``CARACAL`` keys).
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises: unreadable or non-FITS input gives False.
     """
 
     def test(hdul):
@@ -281,6 +295,20 @@ def identify_galah(origin, *args, **kwargs):
 
     True for a FITS file with a 1-D primary spectrum from HERMES (``INSTRUME``) or
     GALAH (``ORIGIN``) whose HDU 1 is ``input_sigma``.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises: unreadable or non-FITS input gives False.
     """
     return identify_hdulist(args, _is_galah)
 

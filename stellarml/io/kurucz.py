@@ -217,6 +217,20 @@ def identify_kurucz(origin, *args, **kwargs):
 
     True for a FITS file whose primary header has ``TEFF`` and ``LOG_Z`` and whose
     first extension is a table with a ``WAVELENGTH`` column and ``gNN`` columns.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises: unreadable or non-FITS input gives False.
     """
 
     def test(hdul):

@@ -70,6 +70,20 @@ def identify_lamost(origin, *args, **kwargs):
     True for a FITS file whose primary header says ``TELESCOP = 'LAMOST'`` and that
     has either the DR8+ coadd table (columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK)
     or the DR1-DR7 ``(5, npix)`` primary image.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises: unreadable or non-FITS input gives False.
     """
 
     def test(hdul):

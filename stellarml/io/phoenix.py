@@ -318,6 +318,20 @@ def identify_phoenix(origin, *args, **kwargs):
 
     True for a FITS file whose primary HDU is a 1-D image with the PHOENIX model
     keywords ``PHXTEFF``, ``PHXLOGG`` and ``PHXM_H``.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises: unreadable or non-FITS input gives False.
     """
 
     def test(hdul):
