@@ -1,0 +1,482 @@
+"""A small, deterministic training loop for stellarml networks.
+
+`Trainer` runs mini-batch AdamW with a learning-rate schedule, a validation
+split, early stopping on the validation loss with restoration of the best
+weights, optional ``.npz`` checkpoints (plain arrays, never pickle), a tqdm
+progress bar, and an augmentation hook applied to every training batch.
+`SpectrumAugmenter` is such a hook for spectra on a log-lambda grid: noise at a
+random S/N, a sub-pixel radial-velocity jitter and an optional smooth
+continuum distortion, all generated in torch on the training device.
+
+On the CPU, two runs with the same seed, data and thread count give
+bit-identical weights (shuffling, augmentation and dropout draw from seeded
+generators).
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._utils import resolve_device
+from .transfer import set_train_mode, trainable_parameters
+
+__all__ = [
+    "SCHEDULES",
+    "SpectrumAugmenter",
+    "Trainer",
+    "load_state_dict_npz",
+    "save_state_dict_npz",
+]
+
+#: Learning-rate schedules known to `Trainer`.
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+def save_state_dict_npz(path, state_dict):
+    """Write a ``state_dict`` as an uncompressed ``.npz`` of plain arrays.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file.
+    state_dict : mapping of str to `torch.Tensor`
+        E.g. ``module.state_dict()``.
+    """
+    arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_state_dict_npz(path):
+    """Read a ``state_dict`` written by `save_state_dict_npz` (no pickle).
+
+    Returns
+    -------
+    state_dict : dict of str to `torch.Tensor`
+    """
+    with np.load(path, allow_pickle=False) as data:
+        return {name: torch.from_numpy(np.array(data[name])) for name in data.files}
+
+
+class SpectrumAugmenter:
+    """On-the-fly augmentation of continuum-normalised spectra on a log-lambda grid.
+
+    Called by `Trainer` on every training batch as ``augment(batch,
+    generator)``; ``batch[0]`` is the flux and ``batch[1]`` the inverse
+    variance, both ``(n, npix)``; other entries pass through. Steps, in the
+    order an observation would apply them:
+
+    1. radial-velocity jitter: a shift by ``N(0, rv_jitter)`` pixels (one
+       value per spectrum), linear interpolation; on a log-lambda grid one
+       pixel is a constant velocity ``c * dlnlambda`` (90 km/s for
+       ``dlnlambda = 3e-4``). Pixels shifted in from outside get ``ivar = 0``.
+    2. continuum distortion: multiplication by ``1 + continuum * P(x)`` with
+       ``P`` a random Legendre series of degree ``continuum_degree`` with
+       standard-normal coefficients divided by ``sqrt(degree + 1)``, mimicking
+       imperfect continuum normalisation (off by default).
+    3. noise: a continuum S/N per pixel drawn log-uniformly in ``snr``; the
+       added noise has standard deviation ``sqrt(max(flux, 0.01)) / snr``
+       (photon noise) and the inverse variance becomes
+       ``1 / (1 / ivar + sigma^2)``.
+
+    Masked pixels (``ivar == 0``) stay masked. Inputs known to be noiseless
+    should carry a very large ``ivar`` (e.g. 1e12), not 0.
+
+    Parameters
+    ----------
+    snr : tuple of float or None
+        ``(min, max)`` continuum S/N per pixel; `None` adds no noise.
+    rv_jitter : float
+        Standard deviation of the shift, in pixels (0 disables).
+    continuum : float
+        Fractional amplitude of the continuum distortion (0 disables).
+    continuum_degree : int
+        Degree of the Legendre series.
+    """
+
+    def __init__(self, snr=(10.0, 300.0), rv_jitter=0.3, continuum=0.0, continuum_degree=3):
+        if snr is not None:
+            lo, hi = (float(v) for v in snr)
+            if not 0 < lo <= hi:
+                raise ValueError(f"snr must be (min, max) with 0 < min <= max, got {snr!r}")
+            snr = (lo, hi)
+        if rv_jitter < 0 or continuum < 0:
+            raise ValueError("rv_jitter and continuum must be >= 0")
+        if int(continuum_degree) < 0:
+            raise ValueError(f"continuum_degree must be >= 0, got {continuum_degree!r}")
+        self.snr = snr
+        self.rv_jitter = float(rv_jitter)
+        self.continuum = float(continuum)
+        self.continuum_degree = int(continuum_degree)
+
+    def to_dict(self):
+        """Settings as a plain dict (the constructor's keyword arguments)."""
+        return {
+            "snr": None if self.snr is None else list(self.snr),
+            "rv_jitter": self.rv_jitter,
+            "continuum": self.continuum,
+            "continuum_degree": self.continuum_degree,
+        }
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"{type(self).__name__}({args})"
+
+    def __call__(self, batch, generator=None):
+        """Augment ``batch`` (see the class description); returns a new tuple."""
+        flux, ivar, *rest = batch
+        n, npix = flux.shape
+        dev, dtype = flux.device, flux.dtype
+        good = ivar > 0
+        var = torch.where(
+            good, 1.0 / ivar.clamp_min(1e-30), torch.zeros((), dtype=dtype, device=dev)
+        )
+        if self.rv_jitter > 0:
+            shift = torch.randn(n, 1, generator=generator, device=dev, dtype=dtype)
+            x = torch.arange(npix, device=dev, dtype=dtype) - self.rv_jitter * shift
+            inside = (x >= 0) & (x <= npix - 1)
+            x = x.clamp(0, npix - 1)
+            i0 = x.floor().long().clamp(max=npix - 2)
+            w = x - i0
+            i1 = i0 + 1
+            flux = (1 - w) * flux.gather(1, i0) + w * flux.gather(1, i1)
+            var = (1 - w) * var.gather(1, i0) + w * var.gather(1, i1)
+            good = inside & good.gather(1, i0) & good.gather(1, i1)
+        if self.continuum > 0:
+            xs = torch.linspace(-1.0, 1.0, npix, device=dev, dtype=dtype)
+            coef = torch.randn(
+                n, self.continuum_degree + 1, generator=generator, device=dev, dtype=dtype
+            ) / math.sqrt(self.continuum_degree + 1)
+            legendre = [torch.ones_like(xs), xs]
+            for k in range(2, self.continuum_degree + 1):
+                legendre.append(((2 * k - 1) * xs * legendre[-1] - (k - 1) * legendre[-2]) / k)
+            basis = torch.stack(legendre[: self.continuum_degree + 1])
+            factor = 1.0 + self.continuum * (coef @ basis)
+            flux = flux * factor
+            var = var * factor.square()
+        if self.snr is not None:
+            lo, hi = self.snr
+            u = torch.rand(n, 1, generator=generator, device=dev, dtype=dtype)
+            snr = torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+            sigma = flux.clamp_min(0.01).sqrt() / snr
+            noise = torch.randn(n, npix, generator=generator, device=dev, dtype=dtype)
+            flux = flux + sigma * noise
+            var = var + sigma.square()
+        zero = torch.zeros((), dtype=dtype, device=dev)
+        ivar = torch.where(good, 1.0 / var.clamp_min(1e-30), zero)
+        flux = torch.where(good, flux, zero)
+        return (flux, ivar, *rest)
+
+
+def _scalars(out):
+    """Normalise a loss function's output to (loss tensor, dict of scalar tensors)."""
+    if isinstance(out, torch.Tensor):
+        return out, {"loss": out.detach()}
+    if isinstance(out, dict) and "loss" in out:
+        logs = {
+            k: (v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)))
+            for k, v in out.items()
+        }
+        return out["loss"], logs
+    raise TypeError("loss_fn must return a scalar tensor or a dict with a 'loss' entry")
+
+
+class Trainer:
+    """Mini-batch training with validation, early stopping and checkpoints.
+
+    Parameters
+    ----------
+    max_epochs : int
+        Maximum number of passes over the training data.
+    batch_size : int
+        Spectra per optimiser step.
+    lr : float
+        Peak learning rate of AdamW.
+    weight_decay : float
+        Decoupled weight decay of AdamW, applied to weight matrices and
+        convolution kernels only (not to biases or normalisation parameters).
+    patience : int or None
+        Stop after this many epochs without an improvement of the monitored
+        loss (validation loss when there is validation data, else the training
+        loss) by more than ``min_delta``. `None` disables early stopping.
+    min_delta : float
+        Minimal decrease that counts as an improvement.
+    schedule : {"onecycle", "cosine", "constant"}
+        Learning-rate schedule over ``max_epochs`` (stepped per batch):
+        one-cycle (linear-cosine warm-up over ``warmup_fraction`` of the steps
+        from ``lr / 25``, then cosine annealing to ``lr / 1e4``; Smith &
+        Topin 2019), cosine annealing from ``lr`` to 0, or constant.
+    warmup_fraction : float
+        Warm-up share of the one-cycle schedule.
+    grad_clip : float or None
+        Maximum global gradient norm; `None` disables clipping.
+    checkpoint_dir : str or path-like or None
+        When set, ``last.npz`` (every epoch) and ``best.npz`` (every
+        improvement) state-dict snapshots and ``history.json`` are written
+        there (see `save_state_dict_npz`).
+    seed : int
+        Seed of the shuffling, augmentation and dropout generators.
+    device : str or `torch.device`
+        ``"auto"`` picks CUDA when available (`stellarml._utils.resolve_device`).
+    progress : bool
+        Show a tqdm progress bar over epochs.
+    augment : callable or None
+        ``augment(batch, generator) -> batch`` applied to every training
+        batch (e.g. `SpectrumAugmenter`); ``generator`` is a seeded
+        `torch.Generator` on the training device.
+    deterministic : bool
+        On CUDA, ask cuDNN for deterministic algorithms during `fit`
+        (restored afterwards). CPU training is deterministic anyway.
+
+    Attributes
+    ----------
+    history_ : list of dict
+        One entry per epoch: ``epoch``, ``lr``, ``time_s``, the training
+        averages of everything the loss function returned (``loss``...) and,
+        with validation data, the same prefixed ``val_``.
+    best_epoch_ : int
+        Epoch (1-based) whose weights were restored.
+    best_loss_ : float
+        Monitored loss at that epoch.
+    stop_reason_ : str
+        ``"max_epochs"`` or ``"early_stopping"``.
+    """
+
+    def __init__(
+        self,
+        max_epochs=30,
+        batch_size=256,
+        lr=2e-3,
+        weight_decay=1e-4,
+        patience=8,
+        min_delta=0.0,
+        schedule="onecycle",
+        warmup_fraction=0.1,
+        grad_clip=5.0,
+        checkpoint_dir=None,
+        seed=0,
+        device="auto",
+        progress=True,
+        augment=None,
+        deterministic=True,
+    ):
+        if int(max_epochs) < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {max_epochs!r}")
+        if int(batch_size) < 2:
+            raise ValueError(f"batch_size must be >= 2 (batch norm), got {batch_size!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if patience is not None and int(patience) < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {patience!r}")
+        if not 0 < warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be in (0, 1), got {warmup_fraction!r}")
+        if augment is not None and not callable(augment):
+            raise TypeError("augment must be callable: augment(batch, generator) -> batch")
+        self.max_epochs = int(max_epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.patience = None if patience is None else int(patience)
+        self.min_delta = float(min_delta)
+        self.schedule = schedule
+        self.warmup_fraction = float(warmup_fraction)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.checkpoint_dir = checkpoint_dir
+        self.seed = int(seed)
+        self.device = device
+        self.progress = bool(progress)
+        self.augment = augment
+        self.deterministic = bool(deterministic)
+
+    def _optimizer(self, module):
+        params = trainable_parameters(module)
+        if not params:
+            raise ValueError("the module has no trainable parameters (everything is frozen)")
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return torch.optim.AdamW(groups, lr=self.lr)
+
+    def _scheduler(self, optimizer, total_steps):
+        if self.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=self.lr,
+                total_steps=total_steps,
+                pct_start=self.warmup_fraction,
+                cycle_momentum=False,
+            )
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        return None
+
+    def _batches(self, n, generator):
+        perm = torch.randperm(n, generator=generator)
+        batches = list(perm.split(self.batch_size))
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            # a batch of one spectrum breaks batch norm: merge it into the previous batch
+            batches[-2] = torch.cat(batches[-2:])
+            batches.pop()
+        return batches
+
+    @staticmethod
+    def _check_data(data, name):
+        if data is None:
+            return None
+        if isinstance(data, torch.Tensor):
+            data = (data,)
+        data = tuple(data)
+        if not data or not all(isinstance(t, torch.Tensor) for t in data):
+            raise TypeError(f"{name} must be a tuple of torch tensors")
+        n = data[0].shape[0]
+        if any(t.shape[0] != n for t in data):
+            raise ValueError(f"all tensors of {name} must have the same first dimension")
+        if n < 2 and name == "train_data":
+            raise ValueError(f"{name} needs at least 2 samples, got {n}")
+        return data
+
+    def _evaluate(self, module, loss_fn, data, device):
+        module.eval()
+        n = data[0].shape[0]
+        sums = {}
+        with torch.no_grad():
+            for start in range(0, n, 2 * self.batch_size):
+                batch = tuple(t[start : start + 2 * self.batch_size].to(device) for t in data)
+                _, logs = _scalars(loss_fn(module, batch))
+                size = batch[0].shape[0]
+                for key, value in logs.items():
+                    sums[key] = sums.get(key, 0.0) + value.double() * size
+        return {key: float(value) / n for key, value in sums.items()}
+
+    def fit(self, module, loss_fn, train_data, val_data=None):
+        """Train ``module`` in place.
+
+        Parameters
+        ----------
+        module : `torch.nn.Module`
+            The network (or a training objective wrapping it); its trainable
+            parameters (``requires_grad``) are optimised. Submodules frozen
+            with `stellarml.training.transfer.freeze` stay in evaluation mode.
+        loss_fn : callable
+            ``loss_fn(module, batch)`` returning a scalar loss tensor or a dict
+            with a ``"loss"`` tensor and other scalars to log.
+        train_data, val_data : tuple of `torch.Tensor`
+            Tensors sharing the first (sample) dimension, kept where they are
+            (e.g. on the CPU) and moved to the device batch by batch.
+
+        Returns
+        -------
+        history : list of dict
+            `history_`.
+
+        Raises
+        ------
+        FloatingPointError
+            If the training loss becomes NaN or infinite.
+        """
+        train_data = self._check_data(train_data, "train_data")
+        val_data = self._check_data(val_data, "val_data")
+        if val_data is not None and val_data[0].shape[0] == 0:
+            val_data = None
+        device = resolve_device(self.device)
+        module.to(device)
+        torch.manual_seed(self.seed)
+        shuffle_gen = torch.Generator().manual_seed(self.seed)
+        aug_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
+        optimizer = self._optimizer(module)
+        n = train_data[0].shape[0]
+        steps = len(self._batches(n, torch.Generator().manual_seed(0)))
+        scheduler = self._scheduler(optimizer, steps * self.max_epochs)
+        ckpt = None
+        if self.checkpoint_dir is not None:
+            ckpt = Path(self.checkpoint_dir)
+            ckpt.mkdir(parents=True, exist_ok=True)
+
+        cudnn_state = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        if self.deterministic and device.type == "cuda":
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        history = []
+        best = math.inf
+        best_state = None
+        self.best_epoch_ = 0
+        self.stop_reason_ = "max_epochs"
+        waited = 0
+        from tqdm import tqdm
+
+        bar = tqdm(
+            range(1, self.max_epochs + 1), desc="training", unit="epoch", disable=not self.progress
+        )
+        try:
+            for epoch in bar:
+                t0 = time.perf_counter()
+                set_train_mode(module)
+                sums = {}
+                for idx in self._batches(n, shuffle_gen):
+                    batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
+                    if self.augment is not None:
+                        batch = tuple(self.augment(batch, aug_gen))
+                    loss, logs = _scalars(loss_fn(module, batch))
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"training loss is {float(loss.detach())} in epoch {epoch}; lower lr "
+                            "or check the inputs for non-finite values"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(trainable_parameters(module), self.grad_clip)
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    size = len(idx)
+                    for key, value in logs.items():
+                        sums[key] = sums.get(key, 0.0) + value.double() * size
+                entry = {"epoch": epoch}
+                entry.update({key: float(value) / n for key, value in sums.items()})
+                if val_data is not None:
+                    val = self._evaluate(module, loss_fn, val_data, device)
+                    entry.update({f"val_{key}": value for key, value in val.items()})
+                    monitored = entry["val_loss"]
+                else:
+                    monitored = entry["loss"]
+                entry["lr"] = float(optimizer.param_groups[0]["lr"])
+                entry["time_s"] = time.perf_counter() - t0
+                improved = monitored < best - self.min_delta
+                entry["improved"] = bool(improved)
+                history.append(entry)
+                bar.set_postfix(
+                    loss=f"{entry['loss']:.4g}", val=f"{entry.get('val_loss', math.nan):.4g}"
+                )
+                if improved:
+                    best = monitored
+                    self.best_epoch_ = epoch
+                    waited = 0
+                    best_state = {
+                        k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()
+                    }
+                    if ckpt is not None:
+                        save_state_dict_npz(ckpt / "best.npz", best_state)
+                else:
+                    waited += 1
+                if ckpt is not None:
+                    save_state_dict_npz(ckpt / "last.npz", module.state_dict())
+                    (ckpt / "history.json").write_text(json.dumps(history, indent=1))
+                if self.patience is not None and waited >= self.patience:
+                    self.stop_reason_ = "early_stopping"
+                    break
+        finally:
+            bar.close()
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_state
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        self.best_loss_ = float(best)
+        self.history_ = history
+        return history

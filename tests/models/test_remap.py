@@ -1,0 +1,360 @@
+"""Tests of the deep-REMAP network and model: training, PDFs, domain check, fine-tuning."""
+
+import contextlib
+
+import astropy.units as u
+import numpy as np
+import pytest
+import torch
+
+from stellarml.flags import LabelFlag
+from stellarml.labels import LABELS, LabelSpec, register_label
+from stellarml.models import RemapModel, RemapNet
+from stellarml.models.remap import LabelBins, nearest_distance, summarize_pdf
+
+BINS = {"teff": (3500.0, 7500.0, 100.0), "logg": (0.0, 5.5, 0.25), "fe_h": (-2.5, 1.0, 0.1)}
+TINY = {
+    "stem_channels": 8,
+    "stem_kernel": 5,
+    "stem_stride": 2,
+    "stage_channels": (12, 16),
+    "stage_blocks": (1, 2),
+    "kernel_size": 3,
+    "pool_length": 4,
+    "embedding_dim": 16,
+    "dropout": 0.0,
+}
+FAST = {"batch_size": 64, "lr": 5e-3, "progress": False, "domain_reference_size": 200}
+
+
+def toy_spectra(n, npix=64, seed=0, snr=None):
+    """Absorption-line spectra whose line depths and widths depend on the labels."""
+    rng = np.random.default_rng(seed)
+    teff = rng.uniform(4000, 7000, n)
+    logg = rng.uniform(1.0, 5.0, n)
+    feh = rng.uniform(-2.0, 0.5, n)
+    t = (teff[:, None] - 5500) / 1500
+    g = (logg[:, None] - 3) / 2
+    m = (feh[:, None] + 0.75) / 1.25
+    k = np.arange(6)[None, :]
+    depth = 0.35 + 0.2 * np.sin(k + 1.3) * t + 0.15 * m * (1 + 0.3 * np.cos(2 * k))
+    depth = np.clip(depth + 0.05 * g * (k % 3 - 1), 0.02, 0.95)
+    width = 1.2 + 0.5 * g + 0.2 * (k % 2)
+    centres = np.linspace(6, npix - 6, 6)[None, :, None]
+    x = np.arange(npix)[None, None, :]
+    flux = 1.0 - (depth[..., None] * np.exp(-0.5 * ((x - centres) / width[..., None]) ** 2)).sum(1)
+    flux = np.clip(flux, 0.02, None)
+    labels = np.stack([teff, logg, feh], axis=1)
+    if snr is None:
+        return flux.astype(np.float32), None, labels
+    flux = flux + rng.normal(0.0, 1.0 / snr, flux.shape)
+    return flux.astype(np.float32), np.full(flux.shape, snr**2, np.float32), labels
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny networks: one thread is faster and immune to a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def tiny_model(**kw):
+    training = dict(FAST, **kw.pop("training", {}))
+    return RemapModel(bins=BINS, architecture=TINY, training=training, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    flux, _, labels = toy_spectra(800, seed=1)
+    with one_thread():
+        model = tiny_model(training={"max_epochs": 15})
+        return model.fit_prepared(flux, None, labels, noiseless=True)
+
+
+def test_network_shapes_depth_grows_length_shrinks():
+    net = RemapNet({"teff": 40, "logg": 22}, **TINY).eval()
+    flux, ivar = torch.ones(3, 64), torch.full((3, 64), 100.0)
+    logits, emb = net(flux, ivar)
+    assert [z.shape for z in logits] == [(3, 40), (3, 22)]
+    assert emb.shape == (3, 16)
+    x = net.stem(net.encoder(flux, ivar))
+    shapes = [tuple(x.shape[1:])]
+    for stage in net.stages:
+        x = stage(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(8, 32), (12, 16), (16, 8)]
+    assert net.label_names == ("teff", "logg")
+
+
+def test_label_bins():
+    b = LabelBins(3500, 7500, 100)
+    assert b.n_bins == 40
+    assert b.centers[0] == 3550 and b.edges[-1] == 7500
+    assert b.positions([3500, 7500]).tolist() == [0.0, 40.0]
+    with pytest.raises(ValueError, match="integer"):
+        LabelBins(0, 1, 0.3)
+    with pytest.raises(ValueError, match="hi > lo"):
+        LabelBins(1, 0, 0.1)
+
+
+def test_summaries_of_known_pdfs():
+    bins = LabelBins(0.0, 10.0, 0.5)
+    centres = bins.centers
+    gauss = np.exp(-0.5 * ((centres - 4.3) / 1.0) ** 2)
+    single = np.zeros(20)
+    single[7] = 1.0
+    skewed = np.exp(-centres / 1.5) * (centres > 1.0)
+    s = summarize_pdf(np.stack([gauss, single, skewed]), bins)
+    # Gaussian: median = mean = mode = mu, p84 - p16 = 2 sigma (to binning accuracy)
+    assert s["median"][0] == pytest.approx(4.3, abs=0.01)
+    assert s["mean"][0] == pytest.approx(4.3, abs=0.01)
+    assert s["mode"][0] == pytest.approx(4.3, abs=0.06)
+    assert s["p84"][0] - s["p16"][0] == pytest.approx(2.0, abs=0.05)
+    # a single bin: uniform inside [3.5, 4.0)
+    assert s["median"][1] == pytest.approx(3.75)
+    assert s["p16"][1] == pytest.approx(3.5 + 0.16 * 0.5)
+    assert s["mode"][1] == pytest.approx(3.75)
+    # a one-sided tail: the upper error is the larger
+    assert s["err_hi"][2] > 1.5 * s["err_lo"][2]
+    np.testing.assert_allclose(s["err_lo"], s["median"] - s["p16"])
+    # quantiles agree with a direct interpolation of the CDF at the bin edges
+    cdf = np.concatenate([[0.0], np.cumsum(skewed / skewed.sum())])
+    assert s["p84"][2] == pytest.approx(np.interp(0.84, cdf, bins.edges), rel=1e-9)
+    assert s["edge_mass"][1] == 0.0
+    edge = summarize_pdf(np.eye(20)[[0, 19, 5]], bins)["edge_mass"]
+    assert edge.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_nearest_distance_matches_brute_force():
+    rng = np.random.default_rng(0)
+    q, r = rng.normal(size=(30, 5)), rng.normal(size=(50, 5))
+    brute = np.sqrt(((q[:, None] - r[None]) ** 2).sum(-1)).min(1)
+    np.testing.assert_allclose(nearest_distance(q, r, chunk=7), brute, rtol=1e-4)
+    loo = np.sort(np.sqrt(((r[:, None] - r[None]) ** 2).sum(-1)), axis=1)[:, 1]
+    np.testing.assert_allclose(nearest_distance(r, r, exclude_self=True, chunk=8), loo, rtol=1e-4)
+
+
+def test_training_recovers_labels(trained):
+    flux, ivar, labels = toy_spectra(300, seed=2, snr=100)
+    result = trained.predict_prepared(flux, ivar)
+    for k, name in enumerate(trained.label_names):
+        mae = np.mean(np.abs(result["summary"][name]["median"] - labels[:, k]))
+        baseline = np.mean(np.abs(labels[:, k] - labels[:, k].mean()))
+        assert mae < 0.35 * baseline, name
+    pdf = result["pdf"]["teff"]
+    assert pdf.shape == (300, 40) and pdf.dtype == np.float32
+    np.testing.assert_allclose(pdf.sum(1), 1.0, rtol=1e-5)
+    assert result["embedding"].shape == (300, 16)
+    s = result["summary"]["logg"]
+    assert np.all(s["p16"] <= s["median"]) and np.all(s["median"] <= s["p84"])
+    assert set(s) == {"median", "mode", "mean", "p16", "p84", "err_lo", "err_hi"}
+
+
+def test_learned_attributes(trained):
+    assert trained.n_pix_ == 64
+    assert trained.history_[0]["stage"] == "fit" and "val_loss" in trained.history_[0]
+    assert trained.metrics_["fit"]["split"] == "validation"
+    assert trained.metrics_["fit"]["n"] == 80
+    assert set(trained.metrics_["fit"]["labels"]["teff"]) == {
+        "mae",
+        "rmse",
+        "bias",
+        "coverage_68",
+        "median_half_width",
+    }
+    prov = trained.provenance_["fit"]
+    assert prov["n_train"] == 720 and prov["n_validation"] == 80 and prov["noiseless"]
+    assert trained.domain_reference_.shape == (200, 16)
+    assert trained.domain_reference_.dtype == np.float32
+    assert np.isfinite(trained.domain_threshold_) and trained.domain_threshold_ > 0
+
+
+def test_domain_distance_flags_foreign_spectra(trained):
+    flux, ivar, _ = toy_spectra(100, seed=3, snr=100)
+    inside = trained.predict_prepared(flux, ivar)["domain_distance"]
+    rng = np.random.default_rng(4)
+    foreign = 1.0 - 0.8 * rng.random((100, 64)).astype(np.float32)  # no lines, just junk
+    outside = trained.predict_prepared(foreign, ivar)["domain_distance"]
+    assert np.mean(inside > trained.domain_threshold_) < 0.1
+    assert np.mean(outside > trained.domain_threshold_) > 0.9
+
+
+def test_masked_pixels_are_handled(trained):
+    flux, ivar, _ = toy_spectra(4, seed=5, snr=50)
+    flux[:, 10:20] = np.nan
+    ivar[:, 10:20] = 0.0
+    result = trained.predict_prepared(flux, ivar, return_pdf=False)
+    assert "pdf" not in result
+    assert all(np.isfinite(v).all() for v in result["summary"]["teff"].values())
+    with pytest.raises(ValueError, match="non-finite flux"):
+        trained.predict_prepared(np.full((1, 64), np.nan), np.ones((1, 64)))
+    with pytest.raises(ValueError, match="64"):
+        trained.predict_prepared(np.ones((1, 65)), np.ones((1, 65)))
+    with pytest.raises(ValueError, match="ivar must be finite"):
+        trained.predict_prepared(np.ones((1, 64)), -np.ones((1, 64)))
+
+
+def test_same_seed_same_weights():
+    flux, _, labels = toy_spectra(120, seed=6)
+
+    def fit(seed):
+        model = tiny_model(seed=seed, training={"max_epochs": 2})
+        return model.fit_prepared(flux, None, labels, noiseless=True).net_.state_dict()
+
+    a, b, c = fit(3), fit(3), fit(4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_labels_outside_bins_and_fatal_rows():
+    flux, _, labels = toy_spectra(60, seed=7)
+    labels[[3, 17], 0] = [9000.0, 3000.0]
+    ids = [f"star{i}" for i in range(60)]
+    model = tiny_model(training={"max_epochs": 1})
+    with pytest.raises(ValueError, match=r"2 teff labels lie outside .*star3.*star17"):
+        model.fit_prepared(flux, None, labels, noiseless=True, ids=ids)
+    flags = np.zeros(60, dtype=np.int64)
+    flags[[5, 6]] = LabelFlag.BAD_INPUT
+    flags[8] = LabelFlag.LOW_SNR  # not fatal: kept
+    model.fit_prepared(flux, None, labels, noiseless=True, ids=ids, flags=flags, clip_to_bins=True)
+    prov = model.provenance_["fit"]
+    assert prov["excluded_fatal"] == {"count": 2, "ids": ["star5", "star6"]}
+    assert prov["clipped_labels"]["teff"] == {"count": 2, "ids": ["star3", "star17"]}
+    assert prov["n_train"] + prov["n_validation"] == 58
+    labels[0, 2] = np.nan
+    with pytest.raises(ValueError, match="no finite fe_h"):
+        model.fit_prepared(flux, None, labels, noiseless=True, clip_to_bins=True)
+
+
+def test_bad_inputs_are_rejected():
+    model = tiny_model()
+    flux, _, labels = toy_spectra(10)
+    with pytest.raises(RuntimeError, match="not trained"):
+        model.predict_prepared(flux, np.ones_like(flux))
+    with pytest.raises(ValueError, match="noiseless=True"):
+        model.fit_prepared(flux, None, labels)
+    with pytest.raises(ValueError, match="shape"):
+        model.fit_prepared(flux, None, labels[:, :2], noiseless=True)
+    with pytest.raises(ValueError, match="unknown architecture settings"):
+        RemapModel(architecture={"depth": 3}).get_config()
+    register_label(LabelSpec("c_fe", u.dex, "phys.abund", "[C/Fe]", (-2.0, 2.0)))
+    try:
+        with pytest.raises(ValueError, match="no default bins for label 'c_fe'"):
+            RemapModel(labels=("teff", "c_fe")).label_bins()
+        assert RemapModel(labels=("c_fe",), bins={"c_fe": (-1, 1, 0.1)}).label_bins()
+    finally:
+        del LABELS["c_fe"]
+    with pytest.raises(KeyError, match="unknown label"):
+        RemapModel(labels=("teff", "xyz")).label_bins()
+    with pytest.raises(ValueError, match="preparation"):
+        model.fit(object())
+
+
+def test_labels_as_table_columns():
+    from astropy.table import QTable
+
+    flux, _, labels = toy_spectra(40, seed=8)
+    table = QTable(
+        {"teff": labels[:, 0] * u.K, "logg": labels[:, 1] * u.dex, "fe_h": labels[:, 2] * u.dex}
+    )
+    model = RemapModel(
+        ("fe_h", "teff"),
+        bins={"fe_h": BINS["fe_h"], "teff": BINS["teff"]},
+        architecture=TINY,
+        training=dict(FAST, max_epochs=1),
+    )
+    model.fit_prepared(flux, None, table, noiseless=True)
+    assert model.net_.label_names == ("fe_h", "teff")
+
+
+def test_tree_round_trip(trained):
+    tree = trained.to_tree()
+
+    def plain(node):
+        if isinstance(node, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in node.items())
+        if isinstance(node, list):
+            return all(plain(v) for v in node)
+        return node is None or isinstance(node, str | bool | int | float | np.ndarray)
+
+    assert plain(tree)
+    assert tree["bins"]["teff"] == [3500.0, 7500.0, 100.0]
+    assert tree["weights"]["heads.teff.2.weight"].shape == (40, 16)
+    assert "centers_0" in tree["embedding_loss_state"]
+    # lists instead of tuples, as a YAML reader hands them back
+    copy = RemapModel.from_tree(tree, device="cpu")
+    flux, ivar, _ = toy_spectra(20, seed=9, snr=80)
+    a = trained.predict_prepared(flux, ivar)
+    b = copy.predict_prepared(flux, ivar)
+    np.testing.assert_array_equal(a["pdf"]["logg"], b["pdf"]["logg"])
+    np.testing.assert_array_equal(a["domain_distance"], b["domain_distance"])
+    assert copy.domain_threshold_ == trained.domain_threshold_
+    assert copy.get_config() == trained.get_config()
+    with pytest.raises(ValueError, match="missing"):
+        RemapModel.from_tree({"labels": ["teff"]})
+    bad = dict(tree, architecture=dict(tree["architecture"], embedding_dim=8))
+    with pytest.raises(ValueError, match="do not fit"):
+        RemapModel.from_tree(bad)
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("freeze", "fixed"),
+    [
+        ("backbone", ("stem.", "stages.", "embedding.")),
+        ("stem", ("stem.",)),
+        (["stages.1", "heads.logg"], ("stages.1.", "heads.logg.")),
+        ("none", ()),
+    ],
+)
+def test_fine_tune_freezes_what_it_says(trained, freeze, fixed):
+    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    before = _snapshot(model.net_)
+    flux, ivar, labels = toy_spectra(48, seed=10, snr=60)
+    labels[:, 0] += 150.0  # a systematic offset between the two "domains"
+    model.fine_tune_prepared(flux, ivar, labels, freeze=freeze, epochs=3, lr=1e-3)
+    after = model.net_.state_dict()
+    for name, value in before.items():
+        same = torch.equal(value, after[name])
+        if name.startswith(fixed):
+            assert same, f"{name} changed although frozen"
+        elif name.endswith(("weight", "bias")) and not name.startswith("encoder"):
+            assert not same, f"{name} did not change although trainable"
+    record = model.provenance_["fine_tune"][-1]
+    assert record["n_input"] == 48
+    assert model.history_[-1]["stage"] == "fine_tune"
+    assert "fine_tune" in model.metrics_
+    assert all(p.requires_grad for p in model.net_.parameters())  # unfrozen afterwards
+    n_ref = trained.domain_reference_.shape[0]
+    if freeze == "backbone":
+        assert record["domain_reference"] == "extended"
+        assert model.domain_threshold_ == trained.domain_threshold_
+        assert model.domain_reference_.shape == (n_ref, 16)
+        # the training embeddings are kept, the fine-tuning ones appended at the end
+        assert np.isin(model.domain_reference_[0], trained.domain_reference_).all()
+    else:
+        assert record["domain_reference"] == "recomputed"
+
+
+def test_fine_tune_rejects_unknown_modules_and_untrained_models(trained):
+    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    flux, ivar, labels = toy_spectra(10, seed=11, snr=60)
+    with pytest.raises(ValueError, match="match nothing"):
+        model.fine_tune_prepared(flux, ivar, labels, freeze=["decoder"], epochs=1)
+    with pytest.raises(ValueError, match="unknown freeze"):
+        model.fine_tune_prepared(flux, ivar, labels, freeze="heads", epochs=1)
+    with pytest.raises(RuntimeError, match="not trained"):
+        tiny_model().fine_tune_prepared(flux, ivar, labels, epochs=1)
