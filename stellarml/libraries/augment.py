@@ -125,12 +125,13 @@ def add_noise(flux, snr, *, ivar=None, seed=None):
             f"(first at row {int(np.flatnonzero(bad)[0])}); S/N is undefined for them"
         )
     sigma = (median / snr_values).astype(flux.dtype)
-    noise = rng.standard_normal(flux.shape, dtype=flux.dtype)
-    noise *= sigma[:, None]
-    noisy = flux + noise
+    noisy = rng.standard_normal(flux.shape, dtype=flux.dtype)  # in place: one big array
+    noisy *= sigma[:, None]
+    noisy += flux
     var_new = (sigma**2)[:, None]
     if ivar is None:
-        ivar_out = np.broadcast_to(1.0 / var_new, flux.shape).astype(flux.dtype)
+        ivar_out = np.empty_like(noisy)
+        ivar_out[:] = 1.0 / var_new
     else:
         ivar = np.asarray(ivar, dtype=flux.dtype)
         if ivar.shape != flux.shape:

@@ -14,8 +14,10 @@ from . import augment as _augment
 
 __all__ = ["SpectralLibrary"]
 
-#: Spectra processed at once by `SpectralLibrary.degrade` and `SpectralLibrary.prepare`.
-DEFAULT_CHUNK_SIZE = 2000
+#: Flux elements (spectra x input pixels) processed at once by `SpectralLibrary.degrade`,
+#: `SpectralLibrary.augment` and `SpectralLibrary.prepare` when no ``chunk_size`` is given:
+#: 2**22 elements are 32 MiB per float64 temporary (e.g. ~2000 spectra of 2000 pixels).
+CHUNK_ELEMENTS = 2**22
 
 _MEDIA = ("air", "vacuum")
 
@@ -334,6 +336,14 @@ class SpectralLibrary:
     def __len__(self):
         return len(self.labels)
 
+    def _chunk_size(self, chunk_size):
+        """Spectra per chunk: ``chunk_size`` checked, or from ``CHUNK_ELEMENTS``."""
+        if chunk_size is None:
+            return max(1, CHUNK_ELEMENTS // self.npix)
+        if int(chunk_size) != chunk_size or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+        return int(chunk_size)
+
     def __repr__(self):
         lsf = (
             f"R={self.resolution:g}"
@@ -430,9 +440,7 @@ class SpectralLibrary:
         )
 
     # ------------------------------------------------------------------ transformations
-    def degrade(
-        self, *, resolution=None, fwhm=None, wavelength=None, chunk_size=DEFAULT_CHUNK_SIZE
-    ):
+    def degrade(self, *, resolution=None, fwhm=None, wavelength=None, chunk_size=None):
         """Broaden to a coarser line-spread function and/or resample to a new grid.
 
         The spectra are convolved with a Gaussian from their own LSF
@@ -440,7 +448,8 @@ class SpectralLibrary:
         target with `stellarml.spectra.gaussian_broaden`, then resampled
         flux-conservingly onto ``wavelength`` with `stellarml.spectra.resample_flux`
         (which also propagates ``ivar``). Work is done ``chunk_size`` spectra at a
-        time to bound memory.
+        time to bound memory (default: ``stellarml.libraries.base.CHUNK_ELEMENTS``
+        flux values per chunk).
 
         Parameters
         ----------
@@ -483,8 +492,7 @@ class SpectralLibrary:
         out_wave = self._wave if new_wave is None else new_wave
         flux_out = np.empty((len(self), out_wave.size), dtype=self.flux.dtype)
         ivar_out = None if self.ivar is None else np.empty_like(flux_out)
-        chunk_size = _check_chunk_size(chunk_size)
-        for sl in _chunks(len(self), chunk_size):
+        for sl in _chunks(len(self), self._chunk_size(chunk_size)):
             flux = self.flux[sl]
             ivar = None if self.ivar is None else self.ivar[sl]
             if broaden:
@@ -544,7 +552,9 @@ class SpectralLibrary:
         meta = {**self.meta, "noise_snr": snr_values}
         return self._replace(flux=flux, ivar=ivar, meta=meta)
 
-    def augment(self, *, rv_jitter=0.0, continuum_distortion=0.0, n_copies=1, seed=None):
+    def augment(
+        self, *, rv_jitter=0.0, continuum_distortion=0.0, n_copies=1, seed=None, chunk_size=None
+    ):
         """Random Doppler shifts and smooth continuum distortions, optionally in copies.
 
         Every output spectrum is an input spectrum shifted by a velocity drawn
@@ -567,6 +577,10 @@ class SpectralLibrary:
             spectra, copy ``c`` of spectrum ``i`` at row ``c * n + i``.
         seed : int, `numpy.random.Generator` or None
             Random seed.
+        chunk_size : int, optional
+            Spectra processed at once (default from
+            ``stellarml.libraries.base.CHUNK_ELEMENTS``); the result does not
+            depend on it.
 
         Returns
         -------
@@ -588,18 +602,25 @@ class SpectralLibrary:
         n_copies = int(n_copies)
         rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
         rows = np.tile(np.arange(len(self)), n_copies)
-        flux = self.flux[rows]
-        ivar = None if self.ivar is None else self.ivar[rows]
         rv = rng.normal(0.0, rv_jitter, size=rows.size) if rv_jitter > 0 else np.zeros(rows.size)
-        if rv_jitter > 0:
-            flux, ivar = _augment.doppler_shift_flux(self._wave, flux, rv, ivar=ivar)
-        if continuum_distortion > 0:
-            mult = _augment.continuum_distortion(
-                self._wave, rows.size, continuum_distortion, seed=rng, dtype=flux.dtype
-            )
-            flux = flux * mult
+        flux = np.empty((rows.size, self.npix), dtype=self.flux.dtype)
+        ivar = None if self.ivar is None else np.empty_like(flux)
+        # Chunks bound the (chunk, npix) temporaries; the continuum coefficients are
+        # drawn chunk after chunk from one stream, so the result does not depend on them.
+        for sl in _chunks(rows.size, self._chunk_size(chunk_size)):
+            f = self.flux[rows[sl]]
+            iv = None if self.ivar is None else self.ivar[rows[sl]]
+            if rv_jitter > 0:
+                f, iv = _augment.doppler_shift_flux(self._wave, f, rv[sl], ivar=iv)
+            if continuum_distortion > 0:
+                mult = _augment.continuum_distortion(
+                    self._wave, f.shape[0], continuum_distortion, seed=rng, dtype=f.dtype
+                )
+                f = f * mult
+                iv = None if iv is None else iv / mult**2
+            flux[sl] = f
             if ivar is not None:
-                ivar = ivar / mult**2
+                ivar[sl] = iv
         record = {
             "rv_jitter_kms": rv_jitter,
             "continuum_distortion": continuum_distortion,
@@ -610,7 +631,7 @@ class SpectralLibrary:
         meta = {**self.meta, "augmentation": [*self.meta.get("augmentation", []), record]}
         return self._replace(labels=self.labels[rows], flux=flux, ivar=ivar, meta=meta)
 
-    def prepare(self, settings, *, chunk_size=DEFAULT_CHUNK_SIZE, **kw):
+    def prepare(self, settings, *, chunk_size=None, **kw):
         """Put the library on a model's grid with `stellarml.spectra.prepare_arrays`.
 
         This is the same code path as inference: rest frame, air/vacuum,
@@ -620,7 +641,9 @@ class SpectralLibrary:
         library (neither ``resolution`` nor ``fwhm``) is first broadened to
         ``settings.resolution`` here (``prepare_arrays`` would otherwise assume
         it already has the model's resolution). Spectra are processed
-        ``chunk_size`` at a time and the batches concatenated.
+        ``chunk_size`` at a time (default:
+        ``stellarml.libraries.base.CHUNK_ELEMENTS`` input flux values, about
+        1000 MILES spectra) and the batches concatenated.
 
         Parameters
         ----------
@@ -640,7 +663,7 @@ class SpectralLibrary:
         """
         from ..spectra import PreparedBatch, gaussian_broaden, prepare_arrays
 
-        chunk_size = _check_chunk_size(chunk_size)
+        chunk_size = self._chunk_size(chunk_size)
         sharp = self.resolution is None and self.fwhm is None
         lsf = {"resolution": self.resolution, "fwhm": self.fwhm}
         if sharp and settings.resolution is not None:
@@ -743,12 +766,6 @@ class SpectralLibrary:
         for i in range(k):
             test = fold == i
             yield self[~test], self[test]
-
-
-def _check_chunk_size(chunk_size):
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-    return int(chunk_size)
 
 
 def _concatenate_batches(cls, batches):

@@ -23,7 +23,14 @@ import numpy as np
 from astropy.table import QTable
 
 from ..labels import get_label
-from .base import SpectralLibrary, _as_label_table, _as_wavelength, _check_lsf, _chunks
+from .base import (
+    CHUNK_ELEMENTS,
+    SpectralLibrary,
+    _as_label_table,
+    _as_wavelength,
+    _check_lsf,
+    _chunks,
+)
 
 __all__ = ["DESIGNS", "PolynomialEmulatorLibrary", "file_sha256"]
 
@@ -39,9 +46,6 @@ _REQUIRED_KEYS = (
     "label_names",
 )
 _WAVELENGTH_KEYS = {"wavelength_air_angstrom": "air", "wavelength_vacuum_angstrom": "vacuum"}
-
-#: Elements of float64 work space per chunk when generating (64 MiB).
-_CHUNK_ELEMENTS = 2**23
 
 
 def file_sha256(path):
@@ -199,7 +203,7 @@ class PolynomialEmulatorLibrary:
         ``exponents`` (n_terms, n_labels) integers, ``fiducials`` and ``scales``
         (n_labels,), ``training_labels`` (n_train, n_labels), ``label_names``
         (n_labels,) strings, optionally ``s2`` (npix,); any other arrays (e.g.
-        ``continuum_*``) are kept in `extras`. Files are read without pickle.
+        ``continuum_*``) are kept in ``extras``. Files are read without pickle.
 
         Parameters
         ----------
@@ -274,7 +278,7 @@ class PolynomialEmulatorLibrary:
     # ------------------------------------------------------------------ properties
     @property
     def wavelength(self):
-        """Wavelength grid, `~astropy.units.Quantity` (npix,) in Angstrom, in `medium`."""
+        """Wavelength grid, `~astropy.units.Quantity` (npix,) in Angstrom, in ``medium``."""
         return self._wave * u.AA
 
     @property
@@ -386,7 +390,8 @@ class PolynomialEmulatorLibrary:
             if True they are evaluated (polynomials diverge quickly outside the
             training grid: use with care).
         chunk_size : int, optional
-            Spectra per matrix product (default: ~64 MiB of float64 work space).
+            Spectra per matrix product (default:
+            ``stellarml.libraries.base.CHUNK_ELEMENTS`` flux values).
         dtype : numpy float dtype, optional
             Dtype of the computation and the output flux (default float32:
             rounding errors ~1e-6, far below the emulator's own error; float32
@@ -407,7 +412,7 @@ class PolynomialEmulatorLibrary:
         theta_t = np.ascontiguousarray(self.theta[window].T, dtype=dtype)
         npix = theta_t.shape[1]
         if chunk_size is None:
-            chunk_size = max(1, _CHUNK_ELEMENTS // npix)
+            chunk_size = max(1, CHUNK_ELEMENTS // npix)
         flux = np.empty((values.shape[0], npix), dtype=dtype)
         for sl in _chunks(values.shape[0], int(chunk_size)):
             np.matmul(self.design_matrix(values[sl]).astype(dtype), theta_t, out=flux[sl])

@@ -212,8 +212,9 @@ class ObservedLibrary(SpectralLibrary):
         spectra are 3540.5-7409.6 Angstrom at 0.9 Angstrom/px in air, with a
         FWHM of 2.5 Angstrom and relative fluxes; the labels are Cenarro et al.
         (2007). The files carry no per-pixel uncertainties, so ``ivar`` is None:
-        add noise with `add_noise`, or let `prepare` treat them with unit
-        weights (flagged ``NO_UNCERTAINTY``).
+        add noise with `SpectralLibrary.add_noise`, or let
+        `SpectralLibrary.prepare` treat them with unit weights (flagged
+        ``NO_UNCERTAINTY``).
 
         Parameters
         ----------

@@ -183,6 +183,9 @@ def test_augment_shifts_lines_and_copies_labels():
     assert np.allclose(centres, 6562.8 * (1 + rv / C_KMS), atol=0.01)
     again = lib.augment(rv_jitter=30, n_copies=3, seed=4)
     assert np.array_equal(again.flux, aug.flux)
+    both = lib.augment(rv_jitter=30, continuum_distortion=0.02, n_copies=3, seed=4)
+    chunked = lib.augment(rv_jitter=30, continuum_distortion=0.02, n_copies=3, seed=4, chunk_size=7)
+    assert np.array_equal(both.flux, chunked.flux) and np.array_equal(both.ivar, chunked.ivar)
 
 
 def test_augment_continuum_distortion_is_smooth_and_multiplicative():
