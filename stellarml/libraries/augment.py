@@ -148,11 +148,10 @@ def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):
 
     The rest-frame spectrum ``f`` moves to ``f_obs(lam) = f(lam / (1 + v/c))``
     (the first-order formula of `stellarml.spectra.doppler_shift_wavelength`),
-    evaluated by linear
-    interpolation between the two neighbouring input pixels. The variance is
-    propagated exactly for that interpolation, ``var = (1-t)**2 var_0 + t**2 var_1``,
-    and a pixel whose source lies outside the grid takes the edge flux with
-    inverse variance 0.
+    evaluated by linear interpolation between the two neighbouring input
+    pixels. The variance is propagated exactly for that interpolation,
+    ``var = (1-t)**2 var_0 + t**2 var_1``, and a pixel whose source lies
+    outside the grid takes the edge flux with inverse variance 0.
 
     Parameters
     ----------

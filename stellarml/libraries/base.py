@@ -1,6 +1,5 @@
 """`SpectralLibrary`: a set of spectra on one wavelength grid with their stellar labels."""
 
-import dataclasses
 import itertools
 import math
 import numbers
@@ -144,6 +143,15 @@ def _check_lsf(resolution, fwhm):
         if fwhm.ndim != 0 or not (np.isfinite(fwhm.value) and fwhm.value > 0):
             raise ValueError(f"fwhm must be one positive finite length, got {fwhm}")
     return resolution, fwhm
+
+
+def _rows_per_chunk(chunk_size, npix):
+    """Spectra per chunk: ``chunk_size`` checked, or ``CHUNK_ELEMENTS // npix``."""
+    if chunk_size is None:
+        return max(1, CHUNK_ELEMENTS // npix)
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    return int(chunk_size)
 
 
 def _chunks(n, size):
@@ -336,14 +344,6 @@ class SpectralLibrary:
     def __len__(self):
         return len(self.labels)
 
-    def _chunk_size(self, chunk_size):
-        """Spectra per chunk: ``chunk_size`` checked, or from ``CHUNK_ELEMENTS``."""
-        if chunk_size is None:
-            return max(1, CHUNK_ELEMENTS // self.npix)
-        if int(chunk_size) != chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-        return int(chunk_size)
-
     def __repr__(self):
         lsf = (
             f"R={self.resolution:g}"
@@ -492,7 +492,7 @@ class SpectralLibrary:
         out_wave = self._wave if new_wave is None else new_wave
         flux_out = np.empty((len(self), out_wave.size), dtype=self.flux.dtype)
         ivar_out = None if self.ivar is None else np.empty_like(flux_out)
-        for sl in _chunks(len(self), self._chunk_size(chunk_size)):
+        for sl in _chunks(len(self), _rows_per_chunk(chunk_size, self.npix)):
             flux = self.flux[sl]
             ivar = None if self.ivar is None else self.ivar[sl]
             if broaden:
@@ -607,7 +607,7 @@ class SpectralLibrary:
         ivar = None if self.ivar is None else np.empty_like(flux)
         # Chunks bound the (chunk, npix) temporaries; the continuum coefficients are
         # drawn chunk after chunk from one stream, so the result does not depend on them.
-        for sl in _chunks(rows.size, self._chunk_size(chunk_size)):
+        for sl in _chunks(rows.size, _rows_per_chunk(chunk_size, self.npix)):
             f = self.flux[rows[sl]]
             iv = None if self.ivar is None else self.ivar[rows[sl]]
             if rv_jitter > 0:
@@ -663,7 +663,7 @@ class SpectralLibrary:
         """
         from ..spectra import PreparedBatch, gaussian_broaden, prepare_arrays
 
-        chunk_size = self._chunk_size(chunk_size)
+        chunk_size = _rows_per_chunk(chunk_size, self.npix)
         sharp = self.resolution is None and self.fwhm is None
         lsf = {"resolution": self.resolution, "fwhm": self.fwhm}
         if sharp and settings.resolution is not None:
@@ -685,9 +685,7 @@ class SpectralLibrary:
             batches.append(
                 prepare_arrays(self._wave, flux, ivar, settings, medium=self.medium, **lsf, **args)
             )
-        if len(batches) == 1:
-            return batches[0]
-        return _concatenate_batches(PreparedBatch, batches)
+        return batches[0] if len(batches) == 1 else PreparedBatch.concatenate(batches)
 
     # ------------------------------------------------------------------ splitting
     def split(self, fractions=(0.9, 0.1), *, seed=0):
@@ -766,17 +764,3 @@ class SpectralLibrary:
         for i in range(k):
             test = fold == i
             yield self[~test], self[test]
-
-
-def _concatenate_batches(cls, batches):
-    """Concatenate dataclass batches field by field (arrays and lists)."""
-    values = {}
-    for field in dataclasses.fields(cls):
-        parts = [getattr(b, field.name) for b in batches]
-        if isinstance(parts[0], np.ndarray):
-            values[field.name] = np.concatenate(parts, axis=0)
-        elif isinstance(parts[0], list):
-            values[field.name] = [item for part in parts for item in part]
-        else:
-            values[field.name] = parts[0]
-    return cls(**values)

@@ -22,14 +22,14 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..labels import get_label
+from ..labels import LABELS, get_label
 from .base import (
-    CHUNK_ELEMENTS,
     SpectralLibrary,
     _as_label_table,
     _as_wavelength,
     _check_lsf,
     _chunks,
+    _rows_per_chunk,
 )
 
 __all__ = ["DESIGNS", "PolynomialEmulatorLibrary", "file_sha256"]
@@ -331,11 +331,8 @@ class PolynomialEmulatorLibrary:
             table = _as_label_table(arr, assign_units=True, label_names=self._names)
         else:
             table = _as_label_table(labels, assign_units=True)
-        known = [name for name in table.colnames if name in self._names]
-        from ..labels import LABELS
-
         extra = [name for name in table.colnames if name in LABELS and name not in self._names]
-        missing = [name for name in self._names if name not in known]
+        missing = [name for name in self._names if name not in table.colnames]
         if missing:
             raise ValueError(f"labels lack {missing}; the emulator needs {self._names}")
         if extra:
@@ -411,10 +408,8 @@ class PolynomialEmulatorLibrary:
         # The product is computed in the output dtype, straight into the output array.
         theta_t = np.ascontiguousarray(self.theta[window].T, dtype=dtype)
         npix = theta_t.shape[1]
-        if chunk_size is None:
-            chunk_size = max(1, CHUNK_ELEMENTS // npix)
         flux = np.empty((values.shape[0], npix), dtype=dtype)
-        for sl in _chunks(values.shape[0], int(chunk_size)):
+        for sl in _chunks(values.shape[0], _rows_per_chunk(chunk_size, npix)):
             np.matmul(self.design_matrix(values[sl]).astype(dtype), theta_t, out=flux[sl])
         meta = {
             **self.meta,

@@ -144,12 +144,18 @@ class ObservedLibrary(SpectralLibrary):
                     f"spectrum {i} has flux unit {spec.flux.unit!s}, not convertible to "
                     f"{flux_unit!s} (the first spectrum's)"
                 ) from None
-            flux = np.atleast_2d(spec.flux.value * factor)
+            if spec.flux.ndim > 2:
+                raise ValueError(f"spectrum {i} has {spec.flux.ndim}-D flux; give 1-D or 2-D")
+            # Rows are spectra: a 2-D batch with its spectral axis first is transposed.
+            rows = np.transpose if getattr(spec, "spectral_axis_index", -1) == 0 else np.asarray
+            flux = np.atleast_2d(rows(spec.flux.value)) * factor
             mask = (
-                None if spec.mask is None else np.broadcast_to(np.atleast_2d(spec.mask), flux.shape)
+                None
+                if spec.mask is None
+                else np.broadcast_to(np.atleast_2d(rows(spec.mask)), flux.shape)
             )
             if spec.uncertainty is not None:
-                ivar = np.atleast_2d(spec.uncertainty.represent_as(InverseVariance).array)
+                ivar = np.atleast_2d(rows(spec.uncertainty.represent_as(InverseVariance).array))
                 ivar = ivar / factor**2
                 ivar = np.where(np.isfinite(ivar) & (ivar > 0) & np.isfinite(flux), ivar, 0.0)
                 if mask is not None:

@@ -89,6 +89,8 @@ def test_generate_matches_the_polynomial_and_accepts_label_forms(emulator):
     # Chunking does not change the result (beyond BLAS rounding).
     c = emulator.generate(table, wavelength_range=window, dtype=np.float64, chunk_size=1)
     assert np.allclose(a.flux, c.flux, rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        emulator.generate(table, wavelength_range=window, chunk_size=0)
 
 
 def test_generate_refuses_to_extrapolate(emulator):

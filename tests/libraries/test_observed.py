@@ -167,6 +167,16 @@ def test_from_spectra_stacks_and_converts():
     assert np.allclose(lib.ivar[:2], 100.0) and np.allclose(lib.ivar[2, :7], 100.0)
     assert lib.ivar[2, 7] == 0
     assert lib.medium == "air" and lib.resolution == 5000 and lib.meta["flux_unit"] == "Jy"
+    # A batch stored with its spectral axis first gives the same rows.
+    columns = Spectrum(
+        flux=flux.T,
+        spectral_axis=wave,
+        spectral_axis_index=0,
+        uncertainty=StdDevUncertainty(unc.array.T),
+        meta=batch.meta,
+    )
+    same = ObservedLibrary.from_spectra(columns, labels[:2])
+    assert np.array_equal(same.flux, lib.flux[:2]) and np.array_equal(same.ivar, lib.ivar[:2])
 
 
 def test_from_spectra_resamples_other_grids():
