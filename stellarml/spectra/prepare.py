@@ -1,0 +1,938 @@
+"""Preparing spectra for a model: one code path for training and inference.
+
+`prepare_arrays` takes plain arrays on one input grid, `prepare` takes any
+specutils input. Both run the same steps (see ``docs/spectra.rst``):
+
+1. validate the input, zero-weighting bad pixels (masked, non-finite flux,
+   zero/negative/non-finite uncertainty) and flagging hopeless spectra;
+2. rest frame (``lambda_rest = lambda_obs / (1 + rv/c)``) and input medium to
+   the model's medium (Morton 2000);
+3. Gaussian LSF degradation from the input resolution to the model's constant
+   resolving power, and
+4. flux-conserving resampling onto the model grid with exact inverse-variance
+   propagation; steps 2-4 are one cached sparse operator (the model grid is
+   mapped into the input frame, where the input LSF is described);
+5. continuum normalisation (`normalize_continuum`);
+6. flags: ``NO_WAVELENGTH_OVERLAP``, ``TOO_FEW_GOOD_PIXELS``, ``BAD_INPUT``
+   (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``.
+"""
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+from astropy import units as u
+from specutils import Spectrum, SpectrumCollection
+
+from ..flags import FATAL, LabelFlag
+from .broadening import FWHM_TO_SIGMA, _kernel_sigma, _lsf_sigma
+from .continuum import _continuum, _sigma_pixels, _smoother
+from .doppler import C_KMS, air_to_vacuum, vacuum_to_air
+from .resample import (
+    OPERATOR_CACHE,
+    _apply_operator,
+    _edges_from_centers,
+    _good_pixels,
+    _ivar_from_uncertainty,
+)
+
+__all__ = ["PreparationSettings", "PreparedBatch", "prepare", "prepare_arrays"]
+
+_MEDIA = ("air", "vacuum")
+#: Asymmetric clipping (below, above) of the continuum, as in `normalize_continuum`.
+CONTINUUM_CLIP = (2.0, 3.0)
+
+
+def _grid_quantity(wavelength):
+    """Validate a model grid: 1-D, Angstrom, strictly increasing, uniform in ln lambda."""
+    if isinstance(wavelength, u.Quantity):
+        try:
+            value = wavelength.to_value(u.AA)
+        except u.UnitConversionError:
+            raise u.UnitsError(
+                f"settings wavelength has unit {wavelength.unit!s}; a length is needed"
+            ) from None
+    else:
+        value = wavelength
+    value = np.array(value, dtype=np.float64)
+    if value.ndim != 1 or value.size < 2:
+        raise ValueError(f"settings wavelength must be 1-D with >= 2 pixels, got {value.shape}")
+    if not np.all(np.isfinite(value)) or not np.all(value > 0):
+        raise ValueError("settings wavelength must be finite and positive")
+    dlog = np.diff(np.log(value))
+    if not np.all(dlog > 0):
+        raise ValueError("settings wavelength must be strictly increasing")
+    if np.ptp(dlog) > 1e-4 * np.mean(dlog):
+        raise ValueError(
+            "settings wavelength must be uniform in ln(lambda); "
+            "build it with stellarml.spectra.log_lambda_grid"
+        )
+    return value * u.AA
+
+
+@dataclasses.dataclass(eq=False)
+class PreparationSettings:
+    """How spectra are put on a model's grid (stored with the model).
+
+    Parameters
+    ----------
+    wavelength : `~astropy.units.Quantity`
+        The model grid (1-D, strictly increasing, uniform in ln lambda) [Angstrom];
+        a plain array is taken to be in Angstrom.
+    medium : {'vacuum', 'air'}
+        Medium of the grid's wavelengths.
+    resolution : float or None
+        Constant resolving power R of the model; None = no LSF matching (the
+        input is only resampled).
+    continuum_width : float
+        Gaussian sigma of the continuum smoothing [Angstrom].
+    continuum_iterations : int
+        Clip-and-refit rounds of the continuum.
+    min_good_fraction : float
+        Rows with a smaller fraction of good pixels on the grid are flagged
+        ``TOO_FEW_GOOD_PIXELS``.
+    min_overlap_fraction : float
+        Rows whose input covers a smaller fraction of the grid are flagged
+        ``NO_WAVELENGTH_OVERLAP``.
+    """
+
+    wavelength: u.Quantity
+    medium: str = "vacuum"
+    resolution: float | None = None
+    continuum_width: float = 50.0
+    continuum_iterations: int = 3
+    min_good_fraction: float = 0.5
+    min_overlap_fraction: float = 0.5
+
+    def __post_init__(self):
+        self.wavelength = _grid_quantity(self.wavelength)
+        if self.medium not in _MEDIA:
+            raise ValueError(f"medium must be 'air' or 'vacuum', got {self.medium!r}")
+        if self.resolution is not None:
+            r = float(self.resolution)
+            if not (np.isfinite(r) and r > 0):
+                raise ValueError(f"resolution must be a positive number or None, got {r}")
+            self.resolution = r
+        w = float(self.continuum_width)
+        if not (np.isfinite(w) and w > 0):
+            raise ValueError(f"continuum_width must be positive [Angstrom], got {w}")
+        self.continuum_width = w
+        it = self.continuum_iterations
+        if isinstance(it, bool) or int(it) != it or it < 0:
+            raise ValueError(f"continuum_iterations must be a non-negative integer, got {it}")
+        self.continuum_iterations = int(it)
+        for name in ("min_good_fraction", "min_overlap_fraction"):
+            v = float(getattr(self, name))
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {v}")
+            setattr(self, name, v)
+
+    def to_dict(self):
+        """Plain dictionary (JSON/ASDF friendly; ``wavelength`` stays a Quantity).
+
+        Returns
+        -------
+        dict
+        """
+        return {
+            "wavelength": self.wavelength.copy(),
+            "medium": self.medium,
+            "resolution": self.resolution,
+            "continuum_width": self.continuum_width,
+            "continuum_iterations": self.continuum_iterations,
+            "min_good_fraction": self.min_good_fraction,
+            "min_overlap_fraction": self.min_overlap_fraction,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of `to_dict` (``wavelength`` may be a Quantity or an Angstrom array).
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        PreparationSettings
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise TypeError(f"unknown PreparationSettings fields: {sorted(unknown)}")
+        if "wavelength" not in d:
+            raise TypeError("PreparationSettings needs 'wavelength'")
+        return cls(**d)
+
+    def __eq__(self, other):
+        if not isinstance(other, PreparationSettings):
+            return NotImplemented
+        a, b = self.to_dict(), other.to_dict()
+        wa, wb = a.pop("wavelength"), b.pop("wavelength")
+        return a == b and wa.shape == wb.shape and bool(np.all(wa == wb))
+
+    __hash__ = None
+
+
+@dataclasses.dataclass
+class PreparedBatch:
+    """Spectra on a model grid, ready for a network.
+
+    Attributes
+    ----------
+    flux : numpy.ndarray, (n, npix) float32
+        Continuum-normalised flux, 0 where ``ivar == 0``.
+    ivar : numpy.ndarray, (n, npix) float32
+        Inverse variance of the normalised flux; 0 = no information.
+    flags : numpy.ndarray, (n,) int64
+        `~stellarml.flags.LabelFlag` bitmask; rows with a FATAL bit are all zero.
+    snr : numpy.ndarray, (n,) float64
+        Median signal-to-noise ratio per input pixel over good pixels within
+        the grid's range (NaN without uncertainties).
+    rv : numpy.ndarray, (n,) float64
+        Radial velocity applied [km/s].
+    messages : list of str
+        Why a row is fatally flagged ("" if it is not).
+    """
+
+    flux: np.ndarray
+    ivar: np.ndarray
+    flags: np.ndarray
+    snr: np.ndarray
+    rv: np.ndarray
+    messages: list
+
+    def __len__(self):
+        return int(self.flags.shape[0])
+
+    def __getitem__(self, index):
+        """Rows selected by an int, slice, boolean mask or integer array -> PreparedBatch."""
+        idx = np.arange(len(self))[index]
+        idx = np.atleast_1d(idx)
+        return PreparedBatch(
+            flux=self.flux[idx],
+            ivar=self.ivar[idx],
+            flags=self.flags[idx],
+            snr=self.snr[idx],
+            rv=self.rv[idx],
+            messages=[self.messages[i] for i in idx],
+        )
+
+    @classmethod
+    def concatenate(cls, batches):
+        """Join batches (on the same grid) row-wise, in order.
+
+        Parameters
+        ----------
+        batches : sequence of PreparedBatch
+
+        Returns
+        -------
+        PreparedBatch
+        """
+        batches = list(batches)
+        if not batches:
+            raise ValueError("need at least one PreparedBatch to concatenate")
+        npix = {b.flux.shape[1] for b in batches}
+        if len(npix) != 1:
+            raise ValueError(f"batches have different grid sizes: {sorted(npix)}")
+        return cls(
+            flux=np.concatenate([b.flux for b in batches]),
+            ivar=np.concatenate([b.ivar for b in batches]),
+            flags=np.concatenate([b.flags for b in batches]),
+            snr=np.concatenate([b.snr for b in batches]),
+            rv=np.concatenate([b.rv for b in batches]),
+            messages=[m for b in batches for m in b.messages],
+        )
+
+    def to_tensors(self, device="cpu"):
+        """Flux and inverse variance as float32 torch tensors.
+
+        Parameters
+        ----------
+        device : str or torch.device, optional
+            ``"cpu"``, ``"cuda"``, ``"auto"``...
+
+        Returns
+        -------
+        flux, ivar : torch.Tensor, (n, npix) float32
+        """
+        import torch
+
+        from .._utils import resolve_device
+
+        dev = resolve_device(device)
+        flux = torch.from_numpy(np.ascontiguousarray(self.flux, dtype=np.float32)).to(dev)
+        ivar = torch.from_numpy(np.ascontiguousarray(self.ivar, dtype=np.float32)).to(dev)
+        return flux, ivar
+
+
+def _empty_batch(n, npix):
+    return PreparedBatch(
+        flux=np.zeros((n, npix), dtype=np.float32),
+        ivar=np.zeros((n, npix), dtype=np.float32),
+        flags=np.zeros(n, dtype=np.int64),
+        snr=np.full(n, np.nan),
+        rv=np.zeros(n),
+        messages=[""] * n,
+    )
+
+
+def _row_nanmedian(x):
+    """Median of each row ignoring NaN (NaN for rows without values)."""
+    if x.shape[1] == 0:
+        return np.full(x.shape[0], np.nan)
+    s = np.sort(x, axis=1)
+    k = np.count_nonzero(~np.isnan(x), axis=1)
+    rows = np.arange(x.shape[0])
+    lo = np.clip((k - 1) // 2, 0, None)
+    hi = np.clip(k // 2, 0, None)
+    lo = np.minimum(lo, x.shape[1] - 1)
+    hi = np.minimum(hi, x.shape[1] - 1)
+    med = 0.5 * (s[rows, lo] + s[rows, hi])
+    return np.where(k > 0, med, np.nan)
+
+
+def _to_medium(wave, from_medium, to_medium):
+    if from_medium == to_medium:
+        return wave
+    return air_to_vacuum(wave) if to_medium == "vacuum" else vacuum_to_air(wave)
+
+
+def _percent(x):
+    return f"{100.0 * x:.0f}%"
+
+
+def _n_threads():
+    """Worker threads for chunked preparation (at most 4, at most the CPUs available)."""
+    try:
+        ncpu = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        ncpu = os.cpu_count() or 1
+    return max(1, min(4, ncpu))
+
+
+class _GridMapper:
+    """The model grid mapped into the frame of one input grid, per radial velocity."""
+
+    def __init__(self, wave, settings, medium, resolution, fwhm, assumed):
+        self.wave = wave
+        self.edges_in = _edges_from_centers(wave)
+        grid = settings.wavelength.to_value(u.AA)
+        # the model grid in the medium of the input (the Doppler factor is applied per rv)
+        self.edges_med = _to_medium(_edges_from_centers(grid), settings.medium, medium)
+        self.centers_med = _to_medium(grid, settings.medium, medium)
+        self.resolution_out = settings.resolution
+        self.sigma_in_px = None
+        if settings.resolution is not None and not assumed:
+            self.sigma_in_px = _lsf_sigma(
+                wave, resolution=resolution, fwhm=fwhm, name="input LSF", allow_sharp=True
+            )
+
+    def __call__(self, v, store=True):
+        """(operator, overlap fraction, first and last input column in range) for rv ``v``."""
+        factor = 1.0 + v / C_KMS
+        edges = self.edges_med * factor
+        centers = self.centers_med * factor
+        if self.resolution_out is None:
+            sigma = np.zeros(centers.size)
+        else:
+            sigma_out = centers / self.resolution_out * FWHM_TO_SIGMA
+            if self.sigma_in_px is None:  # input LSF assumed equal to the model's
+                sigma = np.zeros(centers.size)
+            else:
+                sigma_in = np.interp(centers, self.wave, self.sigma_in_px)
+                sigma = _kernel_sigma(sigma_out, sigma_in, centers, strict=False)
+        op = OPERATOR_CACHE.get(self.edges_in, edges[:-1], edges[1:], sigma, store=store)
+        inside = (edges[:-1] >= self.edges_in[0]) & (edges[1:] <= self.edges_in[-1])
+        c0, c1 = np.searchsorted(self.wave, [edges[0], edges[-1]])
+        return op, float(inside.mean()), int(c0), int(c1)
+
+
+def _prepare_chunk(rows, flux, ivar, var, good, rv, mapper, smooth, iterations):
+    """Resample, normalise and measure the rows ``rows`` (all live) of a batch.
+
+    Returns pixel-major float32 (npix, m) flux and ivar, and per-row overlap,
+    snr and good fraction.
+    """
+    velocities, inverse = np.unique(rv[rows], return_inverse=True)
+    inverse = np.ravel(inverse)
+    m = rows.size
+    overlap = np.empty(m)
+    snr = np.full(m, np.nan)
+    store = velocities.size <= 8
+    flux_g = ivar_g = None
+    for k, v in enumerate(velocities):
+        sel = np.flatnonzero(inverse == k) if velocities.size > 1 else slice(None)
+        r = rows[sel]
+        op, overlap[sel], c0, c1 = mapper(v, store=store)
+        f_o, i_o = _apply_operator(op, flux[r], None if var is None else var[r], good[r])
+        if velocities.size == 1:
+            flux_g, ivar_g = f_o.T, i_o.T
+        else:
+            if flux_g is None:
+                flux_g = np.empty((op.shape[0], m))
+                ivar_g = np.empty((op.shape[0], m))
+            flux_g[:, sel], ivar_g[:, sel] = f_o.T, i_o.T
+        if ivar is not None:
+            g = good[r, c0:c1]
+            with np.errstate(invalid="ignore"):
+                sn = flux[r, c0:c1] * np.sqrt(np.where(g, ivar[r, c0:c1], 0.0))
+            snr[sel] = _row_nanmedian(np.where(g, sn, np.nan))
+    good_g = ivar_g > 0
+    cont = _continuum(smooth, flux_g.T, ivar_g.T, good_g.T, iterations, CONTINUUM_CLIP).T
+    ok_px = good_g & (cont > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm_flux = np.where(ok_px, flux_g / cont, 0.0).astype(np.float32)
+    norm_ivar = np.where(ok_px, ivar_g * cont * cont, 0.0).astype(np.float32)
+    good_frac = np.count_nonzero(norm_ivar > 0, axis=0) / norm_ivar.shape[0]
+    return norm_flux, norm_ivar, overlap, snr, good_frac
+
+
+#: Rows per chunk in `_prepare_core` (bounds memory; chunks run in parallel threads).
+_CHUNK_ROWS = 256
+
+
+def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm, rv):
+    """The shared preparation of a batch on one validated input grid.
+
+    wave (npix_in,) strictly increasing Angstrom; flux (n, npix_in); ivar same
+    or None; mask bool same or None; rv (n,) km/s.
+    """
+    n = flux.shape[0]
+    grid = settings.wavelength.to_value(u.AA)
+    npix = grid.size
+    out = _empty_batch(n, npix)
+    out.rv = rv.astype(np.float64).copy()
+    flags = out.flags
+    messages = out.messages
+    if ivar is None:
+        flags |= int(LabelFlag.NO_UNCERTAINTY)
+    assumed = settings.resolution is not None and resolution is None and fwhm is None
+    if assumed:
+        flags |= int(LabelFlag.RESOLUTION_ASSUMED)
+    if n == 0:
+        return out
+
+    good, var = _good_pixels(flux, ivar, mask)
+    fatal = np.zeros(n, dtype=bool)
+
+    def flag(rows, bit, message):
+        rows = rows & ~fatal
+        for i in np.flatnonzero(rows):
+            messages[i] = message
+        flags[rows] |= int(bit)
+        fatal[rows] = True
+
+    flag(
+        ~np.isfinite(rv) | (np.abs(rv) >= C_KMS),
+        LabelFlag.BAD_INPUT,
+        "radial velocity is not finite",
+    )
+    no_good = ~good.any(axis=1)
+    if no_good.any():
+        finite_flux = np.isfinite(flux[no_good])
+        bad_rows = np.flatnonzero(no_good)
+        sub = np.zeros(n, dtype=bool)
+        sub[bad_rows] = ~finite_flux.any(axis=1)
+        flag(sub, LabelFlag.BAD_INPUT, "flux has no finite values")
+        if ivar is not None:
+            iv = ivar[no_good]
+            sub[:] = False
+            sub[bad_rows] = ~((np.isfinite(iv) & (iv > 0) & finite_flux).any(axis=1))
+            flag(
+                sub,
+                LabelFlag.BAD_INPUT,
+                "no pixel has a valid uncertainty (all zero, negative or non-finite)",
+            )
+        if mask is not None:
+            sub[:] = False
+            sub[bad_rows] = mask[no_good].all(axis=1)
+            flag(sub, LabelFlag.TOO_FEW_GOOD_PIXELS, "all pixels are masked")
+        flag(no_good, LabelFlag.TOO_FEW_GOOD_PIXELS, "no good pixels")
+
+    live = np.flatnonzero(~fatal)
+    if live.size == 0:
+        return out
+
+    mapper = _GridMapper(wave, settings, medium, resolution, fwhm, assumed)
+    smooth = _smoother(npix, _sigma_pixels(grid, settings.continuum_width))
+    velocities = np.unique(rv[live])
+    if velocities.size <= 8:
+        for v in velocities:  # build the shared operators once, before the threads start
+            mapper(v)
+    chunks = [live[i : i + _CHUNK_ROWS] for i in range(0, live.size, _CHUNK_ROWS)]
+    args = (flux, ivar, var, good, rv, mapper, smooth, settings.continuum_iterations)
+    nthreads = min(_n_threads(), len(chunks))
+    if nthreads > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=nthreads) as pool:
+            results = list(pool.map(lambda rows: _prepare_chunk(rows, *args), chunks))
+    else:
+        results = [_prepare_chunk(rows, *args) for rows in chunks]
+
+    lo_in, hi_in = wave[0], wave[-1]
+    for rows, (norm_flux, norm_ivar, overlap, snr, good_frac) in zip(chunks, results, strict=True):
+        out.snr[rows] = snr
+        no_overlap = overlap < settings.min_overlap_fraction
+        few = ~no_overlap & (good_frac < settings.min_good_fraction)
+        for j in np.flatnonzero(no_overlap):
+            i = rows[j]
+            messages[i] = (
+                f"the spectrum ({lo_in:.1f}-{hi_in:.1f} Angstrom, {medium}, rv {rv[i]:.1f} "
+                f"km/s) covers {_percent(overlap[j])} of the model grid ({grid[0]:.1f}-"
+                f"{grid[-1]:.1f} Angstrom, {settings.medium}); at least "
+                f"{_percent(settings.min_overlap_fraction)} is needed"
+            )
+            flags[i] |= int(LabelFlag.NO_WAVELENGTH_OVERLAP)
+        for j in np.flatnonzero(few):
+            i = rows[j]
+            messages[i] = (
+                f"only {_percent(good_frac[j])} of the model grid has good pixels; at least "
+                f"{_percent(settings.min_good_fraction)} are needed"
+            )
+            flags[i] |= int(LabelFlag.TOO_FEW_GOOD_PIXELS)
+        ok = ~(no_overlap | few)
+        if ok.all():
+            out.flux[rows] = norm_flux.T
+            out.ivar[rows] = norm_ivar.T
+        else:
+            out.flux[rows[ok]] = norm_flux[:, ok].T
+            out.ivar[rows[ok]] = norm_ivar[:, ok].T
+    return out
+
+
+def _check_medium(medium):
+    if not isinstance(medium, str) or medium.lower() not in _MEDIA:
+        raise ValueError(f"medium must be 'air' or 'vacuum', got {medium!r}")
+    return medium.lower()
+
+
+def _wave_angstrom(wavelength, name="wavelength"):
+    """Wavelength values [Angstrom] from a Quantity (any spectral unit) or plain array."""
+    if isinstance(wavelength, u.Quantity):
+        if not wavelength.unit.is_equivalent(u.AA, equivalencies=u.spectral()):
+            raise u.UnitsError(
+                f"{name} has unit {wavelength.unit!s}; a wavelength, frequency, energy or "
+                "wavenumber axis is needed"
+            )
+        return np.asarray(wavelength.to_value(u.AA, equivalencies=u.spectral()), dtype=np.float64)
+    return np.asarray(wavelength, dtype=np.float64)
+
+
+def _lsf_args(resolution, fwhm, npix, where):
+    """Validate an input LSF; return (resolution R, fwhm Angstrom) as floats or arrays."""
+    if resolution is not None and fwhm is not None:
+        raise ValueError(f"{where}: give either resolution or fwhm, not both")
+    if resolution is not None:
+        if isinstance(resolution, u.Quantity):
+            resolution = resolution.to_value(u.dimensionless_unscaled)
+        r = np.asarray(resolution, dtype=np.float64)
+        if r.shape not in ((), (npix,)):
+            raise ValueError(f"{where}: resolution must be a number or one value per pixel")
+        if not np.all((r > 0) & ~np.isnan(r)):
+            raise ValueError(f"{where}: resolution must be positive (inf: infinitely sharp)")
+        return (float(r) if r.ndim == 0 else r), None
+    if fwhm is not None:
+        if isinstance(fwhm, u.Quantity):
+            try:
+                fwhm = fwhm.to_value(u.AA)
+            except u.UnitConversionError:
+                raise u.UnitsError(
+                    f"{where}: fwhm has unit {fwhm.unit!s}; a length is needed"
+                ) from None
+        f = np.asarray(fwhm, dtype=np.float64)
+        if f.shape not in ((), (npix,)):
+            raise ValueError(f"{where}: fwhm must be a number or one value per pixel")
+        if not np.all(np.isfinite(f) & (f >= 0)):
+            raise ValueError(f"{where}: fwhm must be finite and >= 0 (0: infinitely sharp)")
+        return None, (float(f) if f.ndim == 0 else f)
+    return None, None
+
+
+def _rv_array(rv, n, where="rv"):
+    if isinstance(rv, u.Quantity):
+        try:
+            rv = rv.to_value(u.km / u.s)
+        except u.UnitConversionError:
+            raise u.UnitsError(f"{where} has unit {rv.unit!s}; a velocity is needed") from None
+    rv = np.asarray(rv, dtype=np.float64)
+    if rv.ndim == 0:
+        return np.full(n, float(rv))
+    if rv.shape != (n,):
+        raise ValueError(
+            f"{where} must be a number or one value per spectrum ({n}), got shape {rv.shape}"
+        )
+    return rv.copy()
+
+
+def prepare_arrays(
+    wavelength,
+    flux,
+    ivar,
+    settings,
+    *,
+    mask=None,
+    medium="vacuum",
+    resolution=None,
+    fwhm=None,
+    rv=0.0,
+):
+    """Put a batch of spectra on one input grid onto the model grid.
+
+    This is the single code path used for training libraries and for
+    observed spectra (`prepare` calls it too): rest frame and medium, LSF
+    degradation to ``settings.resolution``, flux-conserving resampling with
+    inverse-variance propagation, continuum normalisation and flags. See
+    ``docs/spectra.rst`` for every step.
+
+    Parameters
+    ----------
+    wavelength : array-like or `~astropy.units.Quantity`, shape (npix_in,)
+        Input pixel centres [Angstrom, or any spectral unit as a Quantity],
+        strictly monotonic (decreasing grids are reversed), shared by the batch.
+    flux : array-like, shape (n, npix_in) or (npix_in,)
+        Flux density; any unit (a Quantity's unit is dropped).
+    ivar : array-like or None, same shape as ``flux``
+        Inverse variance [flux unit**-2]. Zero, negative or non-finite values
+        mark bad pixels. None: unit weights, ``NO_UNCERTAINTY`` flag, ``snr`` NaN.
+    settings : PreparationSettings
+        The model's grid and preparation parameters.
+    mask : array-like of bool, optional
+        True marks bad input pixels.
+    medium : {'vacuum', 'air'}
+        Medium of ``wavelength``.
+    resolution : float or array-like, optional
+        Input resolving power R (a number or one per pixel).
+    fwhm : float, array-like or `~astropy.units.Quantity`, optional
+        Input LSF FWHM [Angstrom] (a number or one per pixel). With neither,
+        the input LSF is assumed equal to the model's (no degradation,
+        ``RESOLUTION_ASSUMED`` flag when the model has a resolution). Where
+        the input is broader than the model, no extra broadening is applied.
+    rv : float, array-like or `~astropy.units.Quantity`, optional
+        Radial velocity [km/s], one for all or one per spectrum.
+
+    Returns
+    -------
+    PreparedBatch
+        One row per input spectrum, in order.
+
+    Raises
+    ------
+    TypeError
+        If ``settings`` is not a `PreparationSettings`.
+    ValueError, astropy.units.UnitsError
+        For a malformed grid (fewer than 2 pixels, non-finite, not strictly
+        monotonic), shape mismatches, an invalid medium, LSF or rv.
+    """
+    if not isinstance(settings, PreparationSettings):
+        raise TypeError(f"settings must be a PreparationSettings, not {type(settings).__name__}")
+    wave = _wave_angstrom(wavelength)
+    if wave.ndim != 1:
+        raise ValueError(f"wavelength must be 1-D, got shape {wave.shape}")
+    if wave.size < 2:
+        raise ValueError(f"wavelength has {wave.size} pixel(s); at least 2 are needed")
+    if not np.all(np.isfinite(wave)) or not np.all(wave > 0):
+        raise ValueError("wavelength must be finite and positive")
+    flux = np.asarray(flux.value if isinstance(flux, u.Quantity) else flux, dtype=np.float64)
+    if flux.ndim == 1:
+        flux = flux[None, :]
+    if flux.ndim != 2 or flux.shape[1] != wave.size:
+        raise ValueError(
+            f"flux has shape {flux.shape}; expected (n, {wave.size}) to match wavelength"
+        )
+    if ivar is not None:
+        ivar = np.asarray(ivar.value if isinstance(ivar, u.Quantity) else ivar, dtype=np.float64)
+        ivar = ivar.reshape(flux.shape) if ivar.size == flux.size else ivar
+        if ivar.shape != flux.shape:
+            raise ValueError(f"ivar has shape {ivar.shape}; expected {flux.shape} like flux")
+    if mask is not None:
+        mask = np.asarray(mask)
+        mask = mask.reshape(flux.shape) if mask.size == flux.size else mask
+        if mask.shape != flux.shape:
+            raise ValueError(f"mask has shape {mask.shape}; expected {flux.shape} like flux")
+        mask = mask != 0
+    medium = _check_medium(medium)
+    resolution, fwhm = _lsf_args(resolution, fwhm, wave.size, "prepare_arrays")
+    rv = _rv_array(rv, flux.shape[0])
+    step = np.diff(wave)
+    if np.all(step < 0):
+        wave = wave[::-1]
+        flux = flux[:, ::-1]
+        ivar = None if ivar is None else ivar[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
+        resolution = resolution[::-1] if np.ndim(resolution) == 1 else resolution
+        fwhm = fwhm[::-1] if np.ndim(fwhm) == 1 else fwhm
+    elif not np.all(step > 0):
+        raise ValueError("wavelength must be strictly monotonic (no duplicates, sorted)")
+    return _prepare_core(
+        wave, flux, ivar, mask, settings, medium=medium, resolution=resolution, fwhm=fwhm, rv=rv
+    )
+
+
+class _BadInput(Exception):
+    """A spectrum that becomes a flagged row (not an error for the whole call)."""
+
+    def __init__(self, message, flag=LabelFlag.BAD_INPUT):
+        super().__init__(message)
+        self.flag = flag
+
+
+class _Block:
+    """Rows from one specutils object, validated, on one grid."""
+
+    __slots__ = (
+        "error",
+        "flux",
+        "fwhm",
+        "ivar",
+        "key",
+        "label",
+        "mask",
+        "medium",
+        "nrows",
+        "resolution",
+        "rv",
+        "wave",
+    )
+
+    def __init__(self, label, nrows):
+        self.label = label
+        self.nrows = nrows
+        self.error = None
+
+
+def _iter_spectra(obj, path, depth=0):
+    """Yield (label, spectrum) pairs in order, flattening lists and collections."""
+    if depth > 50:
+        raise ValueError(f"input nesting is too deep at {path}")
+    if isinstance(obj, Spectrum):
+        yield path, obj
+    elif isinstance(obj, SpectrumCollection):
+        for i in range(len(obj)):
+            yield f"{path}[{i}]", obj[i]
+    elif isinstance(obj, (list, tuple)):  # includes SpectrumList
+        for i, item in enumerate(obj):
+            yield from _iter_spectra(item, f"{path}[{i}]", depth + 1)
+    else:
+        raise TypeError(
+            f"prepare() needs specutils spectra (Spectrum, SpectrumList, SpectrumCollection or "
+            f"lists of them); got {type(obj).__name__} at {path}"
+            + ("; use prepare_arrays for plain arrays" if isinstance(obj, np.ndarray) else "")
+        )
+
+
+def _block_from_spectrum(label, spec, resolution, fwhm):
+    """Validate one specutils spectrum into a _Block (errors recorded, not raised)."""
+    flux_q = spec.flux
+    ndim = flux_q.ndim
+    if ndim > 2:
+        raise ValueError(
+            f"{label}: flux has {ndim} dimensions; prepare() takes 1-D spectra or 2-D batches "
+            "(n, npix) — reshape cubes into a 2-D batch first"
+        )
+    spec_index = getattr(spec, "spectral_axis_index", ndim - 1) if ndim == 2 else 0
+    nrows = 1 if ndim <= 1 else flux_q.shape[1 - spec_index]
+    block = _Block(label, nrows)
+    try:
+        wave = _wave_angstrom(spec.spectral_axis, "spectral axis")
+    except u.UnitsError as exc:
+        block.error = _BadInput(f"{label}: {exc}")
+        return block
+    flux = np.asarray(flux_q.value, dtype=np.float64)
+    if ndim == 2 and spec_index == 0:
+        flux = flux.T
+    flux = flux.reshape(nrows, -1)
+    npix = flux.shape[1]
+    if npix < 2:
+        block.error = _BadInput(f"{label}: the spectrum has {npix} pixel(s); at least 2 are needed")
+        return block
+    if not np.all(np.isfinite(wave)) or not np.all(wave > 0):
+        block.error = _BadInput(f"{label}: the spectral axis has non-finite or non-positive values")
+        return block
+    step = np.diff(wave)
+    reverse = bool(np.all(step < 0))
+    if not reverse and not np.all(step > 0):
+        ndup = int(np.count_nonzero(step == 0))
+        block.error = _BadInput(
+            f"{label}: the spectral axis is not strictly monotonic ({ndup} duplicate value(s))"
+        )
+        return block
+    ivar = None
+    if spec.uncertainty is not None:
+        try:
+            ivar = _ivar_from_uncertainty(spec.uncertainty, flux_q.unit)
+        except (TypeError, u.UnitsError) as exc:
+            block.error = _BadInput(f"{label}: {exc}")
+            return block
+        if ndim == 2 and spec_index == 0:
+            ivar = ivar.T
+        ivar = ivar.reshape(nrows, npix)
+    mask = None
+    if spec.mask is not None:
+        mask = np.asarray(spec.mask) != 0
+        if ndim == 2 and spec_index == 0:
+            mask = mask.T
+        mask = mask.reshape(nrows, npix)
+    meta = spec.meta if isinstance(spec.meta, dict) else {}
+    medium = meta.get("medium", "vacuum")
+    if not isinstance(medium, str) or medium.lower() not in _MEDIA:
+        block.error = _BadInput(
+            f"{label}: meta['medium'] is {medium!r}; expected 'air' or 'vacuum'"
+        )
+        return block
+    medium = medium.lower()
+    try:
+        if resolution is None and fwhm is None:
+            res_meta = meta.get("resolution")
+            fwhm_meta = meta.get("lsf_fwhm") if res_meta is None else None
+            res, fw = _lsf_args(res_meta, fwhm_meta, npix, label)
+        else:
+            res, fw = _lsf_args(resolution, fwhm, npix, label)
+    except (ValueError, u.UnitsError, TypeError) as exc:
+        block.error = _BadInput(f"{label}: invalid LSF in meta: {exc}")
+        return block
+    if reverse:
+        wave = wave[::-1]
+        flux = flux[:, ::-1]
+        ivar = None if ivar is None else ivar[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
+        res = res[::-1] if np.ndim(res) == 1 else res
+        fw = fw[::-1] if np.ndim(fw) == 1 else fw
+    rv = getattr(spec, "radial_velocity", None)
+    block.rv = 0.0 if rv is None else float(rv.to_value(u.km / u.s))
+    block.wave, block.flux, block.ivar, block.mask = wave, flux, ivar, mask
+    block.medium, block.resolution, block.fwhm = medium, res, fw
+    h = hashlib.blake2b(np.ascontiguousarray(wave).tobytes(), digest_size=16)
+    for extra in (res, fw):
+        h.update(b"|" + (b"none" if extra is None else np.asarray(extra, np.float64).tobytes()))
+    block.key = (h.hexdigest(), medium, ivar is not None, res is None, fw is None)
+    return block
+
+
+def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
+    """Prepare specutils spectra for a model: one row per input spectrum, in order.
+
+    Accepts a `~specutils.Spectrum` (1-D, or a 2-D batch sharing one
+    spectral axis), the deprecated ``Spectrum1D``, `~specutils.SpectrumList`,
+    `~specutils.SpectrumCollection`, and (nested) lists or tuples of these,
+    flattened in order. Spectra sharing a grid (and medium, LSF and
+    uncertainty presence) are processed together by `prepare_arrays`' code
+    path and put back in input order.
+
+    A spectrum that cannot be used becomes a row with a fatal flag and a
+    message, and the batch goes on:
+
+    * ``BAD_INPUT``: spectral axis in pixels or velocity, non-finite, or not
+      strictly monotonic (duplicates); fewer than 2 pixels; no finite flux;
+      no valid uncertainty at all; an uncertainty that cannot be converted
+      (unit mismatch, unknown class); an invalid ``meta['medium']`` or LSF.
+    * ``TOO_FEW_GOOD_PIXELS``: all pixels masked, or less than
+      ``settings.min_good_fraction`` of the grid left with information.
+    * ``NO_WAVELENGTH_OVERLAP``: less than ``settings.min_overlap_fraction``
+      of the grid covered.
+
+    Single bad pixels (NaN/inf flux, zero, negative or NaN uncertainty,
+    masked) are given zero weight. Frequency, energy and wavenumber axes are
+    converted to wavelength; decreasing axes are reversed. The flux unit is
+    free (the continuum normalisation removes it).
+
+    Parameters
+    ----------
+    spectra : Spectrum, SpectrumList, SpectrumCollection or (nested) list/tuple
+        The input.
+    settings : PreparationSettings
+        The model's grid and preparation parameters.
+    rv : float, array-like or `~astropy.units.Quantity`, optional
+        Radial velocity [km/s], one for all or one per output row. Default:
+        each spectrum's ``radial_velocity`` (0 unless set).
+    resolution : float, optional
+        Input resolving power R for every spectrum. Default:
+        ``meta['resolution']``.
+    fwhm : float or `~astropy.units.Quantity`, optional
+        Input LSF FWHM [Angstrom] for every spectrum. Default:
+        ``meta['lsf_fwhm']``. Without any LSF information the input is assumed
+        to match the model (``RESOLUTION_ASSUMED``).
+
+    Returns
+    -------
+    PreparedBatch
+
+    Raises
+    ------
+    TypeError
+        If the input (or an element of a list) is not a specutils spectrum,
+        or ``settings`` is not a `PreparationSettings`.
+    ValueError
+        For flux with more than 2 dimensions, an ``rv`` array of the wrong
+        length, or invalid ``resolution``/``fwhm`` arguments.
+    """
+    if not isinstance(settings, PreparationSettings):
+        raise TypeError(f"settings must be a PreparationSettings, not {type(settings).__name__}")
+    if resolution is not None and fwhm is not None:
+        raise ValueError("give either resolution or fwhm, not both")
+    for name, value in (("resolution", resolution), ("fwhm", fwhm)):
+        if value is not None and np.ndim(value) != 0:
+            raise ValueError(f"prepare: {name} must be a single number for all spectra")
+    _lsf_args(resolution, fwhm, 1, "prepare")
+    blocks = [
+        _block_from_spectrum(label, spec, resolution, fwhm)
+        for label, spec in _iter_spectra(spectra, "spectra")
+    ]
+    n = sum(b.nrows for b in blocks)
+    npix = settings.wavelength.size
+    if rv is not None:
+        rv_all = _rv_array(rv, n)
+    else:
+        rv_all = (
+            np.concatenate([np.full(b.nrows, b.rv if b.error is None else 0.0) for b in blocks])
+            if blocks
+            else np.zeros(0)
+        )
+    out = _empty_batch(n, npix)
+    out.rv[:] = rv_all
+    starts = np.cumsum([0] + [b.nrows for b in blocks])
+    groups = {}
+    for b, start in zip(blocks, starts[:-1], strict=True):
+        if b.error is not None:
+            rows = slice(start, start + b.nrows)
+            out.flags[rows] |= int(b.error.flag)
+            for i in range(start, start + b.nrows):
+                out.messages[i] = str(b.error)
+            continue
+        groups.setdefault(b.key, []).append((b, start))
+    for members in groups.values():
+        first = members[0][0]
+        index = np.concatenate([np.arange(s, s + b.nrows) for b, s in members])
+        flux = np.concatenate([b.flux for b, _ in members]) if len(members) > 1 else first.flux
+        ivar = None
+        if first.ivar is not None:
+            ivar = np.concatenate([b.ivar for b, _ in members]) if len(members) > 1 else first.ivar
+        mask = None
+        if any(b.mask is not None for b, _ in members):
+            mask = np.concatenate(
+                [b.mask if b.mask is not None else np.zeros(b.flux.shape, bool) for b, _ in members]
+            )
+        res = _prepare_core(
+            first.wave,
+            flux,
+            ivar,
+            mask,
+            settings,
+            medium=first.medium,
+            resolution=first.resolution,
+            fwhm=first.fwhm,
+            rv=rv_all[index],
+        )
+        out.flux[index] = res.flux
+        out.ivar[index] = res.ivar
+        out.flags[index] = res.flags
+        out.snr[index] = res.snr
+        out.rv[index] = res.rv
+        for j, i in enumerate(index):
+            out.messages[i] = res.messages[j]
+    fatal_rows = (out.flags & int(FATAL)) != 0
+    out.flux[fatal_rows] = 0.0
+    out.ivar[fatal_rows] = 0.0
+    return out
