@@ -1,1 +1,9 @@
-"""Input and output: specutils loaders and the ASDF model format."""
+"""Input and output: specutils loaders and the ASDF model format.
+
+Importing this package registers the specutils loaders (``Spectrum.read``
+then identifies those formats on its own).
+"""
+
+from . import miles
+
+__all__ = ["miles"]

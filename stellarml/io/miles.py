@@ -1,0 +1,138 @@
+"""specutils loader for MILES stellar library spectra.
+
+MILES (Sanchez-Blazquez et al. 2006; Falcon-Barroso et al. 2011) files such as
+``MILES_res2.50_star_m0001V.fits`` hold one spectrum in the primary HDU on a
+linear wavelength grid in **air** (``CRVAL1``, ``CDELT1``, ``CRPIX1``, in
+Angstrom), with a constant instrumental FWHM given by the ``FWHM`` keyword
+(2.5 Angstrom) and relative flux. They carry **no uncertainties**: the
+spectrum's ``uncertainty`` is None.
+
+Importing this module (done by ``import stellarml.io``) registers the
+``"MILES"`` format, so ``Spectrum.read(path)`` identifies these files on its
+own (it is also registered for the deprecated ``Spectrum1D``, where the
+registry would otherwise find the generic ``wcs1d-fits`` format equally
+good). The resulting `~specutils.Spectrum` has
+
+* ``flux`` in ``u.dimensionless_unscaled`` (MILES fluxes are relative),
+* ``spectral_axis`` in Angstrom (air),
+* ``meta = {"medium": "air", "lsf_fwhm": FWHM * u.AA, "miles_id": "0001",
+  "header": header}``; ``miles_id`` is the four-digit star number from the
+  file name (None if the name does not contain one).
+"""
+
+import os
+import re
+
+import numpy as np
+from astropy import units as u
+from specutils import Spectrum, Spectrum1D
+from specutils.io.parsing_utils import read_fileobj_or_hdulist
+from specutils.io.registers import data_loader
+
+__all__ = ["identify_miles", "miles_loader"]
+
+_ID_PATTERN = re.compile(r"m(\d{4})V", re.IGNORECASE)
+_RES_PATTERN = re.compile(r"res(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def identify_miles(origin, *args, **kwargs):
+    """Whether a file is a MILES stellar spectrum (``TPLLIB = 'MILES'``, one 1-D HDU).
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"`` or ``"write"`` (astropy registry convention).
+    *args, **kwargs
+        Path or file object as passed by the astropy I/O registry.
+
+    Returns
+    -------
+    bool
+    """
+    if origin != "read":
+        return False
+    with read_fileobj_or_hdulist(*args, **kwargs) as hdulist:
+        header = hdulist[0].header
+        return (
+            str(header.get("TPLLIB", "")).strip().upper().startswith("MILES")
+            and header.get("NAXIS") == 1
+            and "CRVAL1" in header
+            and "CDELT1" in header
+        )
+
+
+def _file_name(file_obj, hdulist):
+    if isinstance(file_obj, (str, os.PathLike)):
+        return os.fspath(file_obj)
+    name = getattr(file_obj, "name", None)
+    if isinstance(name, str):
+        return name
+    return hdulist.filename()
+
+
+@data_loader(
+    "MILES",
+    identifier=identify_miles,
+    dtype=Spectrum1D,
+    extensions=["fits"],
+    priority=20,
+    autogenerate_spectrumlist=False,
+)
+@data_loader(
+    "MILES",
+    identifier=identify_miles,
+    dtype=Spectrum,
+    extensions=["fits"],
+    priority=20,
+)
+def miles_loader(file_obj, **kwargs):
+    """Read a MILES stellar library spectrum.
+
+    Parameters
+    ----------
+    file_obj : str, path-like, file-like or `~astropy.io.fits.HDUList`
+        The FITS file.
+    **kwargs
+        Passed to `astropy.io.fits.open`.
+
+    Returns
+    -------
+    `~specutils.Spectrum`
+        Relative flux (dimensionless) on the air wavelength grid [Angstrom],
+        no uncertainty, ``meta`` with ``medium``, ``lsf_fwhm``, ``miles_id``
+        and ``header``.
+
+    Raises
+    ------
+    ValueError
+        If the file lacks the 1-D data or the linear wavelength solution.
+    """
+    with read_fileobj_or_hdulist(file_obj, **kwargs) as hdulist:
+        header = hdulist[0].header.copy()
+        data = hdulist[0].data
+        name = _file_name(file_obj, hdulist)
+    if data is None or np.ndim(data) != 1:
+        raise ValueError(f"MILES file {name!r} has no 1-D spectrum in its primary HDU")
+    for key in ("CRVAL1", "CDELT1"):
+        if key not in header:
+            raise ValueError(f"MILES file {name!r} lacks the {key} wavelength keyword")
+    flux = np.asarray(data, dtype=np.float64)
+    crpix = float(header.get("CRPIX1", 1.0))
+    wave_unit = u.Unit(header.get("CUNIT1", "Angstrom"))
+    wavelength = header["CRVAL1"] + (np.arange(flux.size) + 1.0 - crpix) * header["CDELT1"]
+    base = os.path.basename(name) if name else ""
+    match = _ID_PATTERN.search(base)
+    meta = {"medium": "air"}
+    fwhm = header.get("FWHM")
+    if fwhm is None:
+        res = _RES_PATTERN.search(base)
+        fwhm = float(res.group(1)) if res else None
+    if fwhm is not None:
+        meta["lsf_fwhm"] = float(fwhm) * u.AA
+    meta["miles_id"] = match.group(1) if match else None
+    meta["header"] = header
+    return Spectrum(
+        flux=flux * u.dimensionless_unscaled,
+        spectral_axis=(wavelength * wave_unit).to(u.AA),
+        meta=meta,
+    )
