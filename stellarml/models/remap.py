@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .._utils import resolve_device, seed_everything
-from ..flags import FATAL
+from ..flags import FATAL, LabelFlag
 from ..labels import get_label
 from .layers import InputEncoding, ResidualBlockV1, ResidualBlockV2, Stem, make_activation
 from .losses import AsymmetricLoss, make_embedding_loss
@@ -34,6 +34,7 @@ __all__ = [
     "LabelBins",
     "RemapModel",
     "RemapNet",
+    "der_snr_ivar",
     "nearest_distance",
     "pdf_from_logits",
     "summarize_pdf",
@@ -437,6 +438,50 @@ def nearest_distance(query, reference, *, exclude_self=False, chunk=4096):
     if not out:
         return np.zeros(0)
     return torch.cat(out).double().cpu().numpy()
+
+
+def der_snr_ivar(flux, ivar):
+    """Inverse variance estimated from the spectra themselves (DER_SNR).
+
+    For spectra without uncertainties: the noise of each spectrum is
+    ``1.482602 / sqrt(6) * median|2 f_i - f_(i-2) - f_(i+2)|`` over pixels
+    whose three values are all good (Stoehr et al. 2008, the DER_SNR
+    estimator), and every good pixel gets ``ivar = 1 / noise^2``. On spectra
+    sampled close to Nyquist, real line structure adds to the differences, so
+    the noise of very high-S/N spectra is overestimated (their S/N is a lower
+    limit); the network's weight channel saturates at high S/N, so this matters
+    little.
+
+    Parameters
+    ----------
+    flux : `numpy.ndarray`
+        ``(n, npix)`` continuum-normalised flux.
+    ivar : `numpy.ndarray`
+        ``(n, npix)``: only ``ivar > 0`` (good pixel) is used.
+
+    Returns
+    -------
+    ivar : `numpy.ndarray`
+        ``(n, npix)`` float32, 0 where the input was 0.
+    snr : `numpy.ndarray`
+        ``(n,)`` the estimated S/N per pixel at the continuum (``1 / noise``;
+        NaN for a spectrum with fewer than 5 good consecutive pixels).
+    """
+    flux = np.asarray(flux, dtype=np.float64)
+    good = np.asarray(ivar) > 0
+    d = np.abs(2.0 * flux[:, 2:-2] - flux[:, :-4] - flux[:, 4:])
+    valid = good[:, 2:-2] & good[:, :-4] & good[:, 4:]
+    count = valid.sum(axis=1)
+    d = np.sort(np.where(valid, d, np.inf), axis=1)
+    rows = np.arange(d.shape[0])
+    hi = np.clip(count // 2, 0, d.shape[1] - 1)
+    lo = np.clip((count - 1) // 2, 0, d.shape[1] - 1)
+    median = np.where(count > 0, 0.5 * (d[rows, lo] + d[rows, hi]), np.nan)
+    noise = 1.482602 / math.sqrt(6.0) * median
+    noise = np.where(np.isfinite(noise), np.maximum(noise, 1e-4), np.nan)
+    snr = 1.0 / noise
+    out = np.where(good & np.isfinite(noise)[:, None], snr[:, None] ** 2, 0.0)
+    return out.astype(np.float32), snr
 
 
 def _tuples(value):
@@ -1342,14 +1387,22 @@ class RemapModel:
             result["domain_distance"] = dist
         return result
 
-    def predict_prepared(self, flux, ivar, *, batch_size=1024, device=None, return_pdf=True):
+    def predict_prepared(
+        self, flux, ivar, *, flags=None, batch_size=1024, device=None, return_pdf=True
+    ):
         """Label PDFs and summaries of spectra already on the model grid.
 
         Parameters
         ----------
-        flux, ivar : array-like
-            ``(n, npix)`` (or ``(npix,)``) continuum-normalised flux and its
-            inverse variance (0 = masked pixel).
+        flux : array-like
+            ``(n, npix)`` (or ``(npix,)``) continuum-normalised flux.
+        ivar : array-like or None
+            Inverse variance of ``flux`` (0 = masked pixel). `None`: unknown
+            for every spectrum, estimated with `der_snr_ivar`.
+        flags : array-like of int, optional
+            `~stellarml.flags.LabelFlag` bits per spectrum; rows with
+            ``NO_UNCERTAINTY`` (whose ``ivar`` only marks good pixels) get the
+            `der_snr_ivar` estimate, because the network reads the S/N.
         batch_size : int
             Spectra per forward pass.
         device : str or `torch.device`, optional
@@ -1367,17 +1420,35 @@ class RemapModel:
             ``"bin_centers"`` (if ``return_pdf``); ``"embedding"``: ``(n, E)``
             float32; ``"domain_distance"``: ``(n,)`` Euclidean distance of the
             embedding to the nearest stored training embedding (compare with
-            `domain_threshold_`).
+            `domain_threshold_`); ``"estimated_snr"``: ``(n,)`` the DER_SNR
+            S/N of rows whose ``ivar`` was estimated, NaN elsewhere.
         """
         self._check_fitted()
+        estimate = None
+        if ivar is None:
+            flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
+            ivar = np.where(np.isfinite(flux), np.float32(1.0), np.float32(0.0))
+            estimate = np.ones(flux.shape[0], dtype=bool)
         flux, ivar = self._arrays(flux, ivar)
-        return self._predict_tensors(
+        if flags is not None:
+            flags = np.atleast_1d(np.asarray(flags, dtype=np.int64))
+            if flags.shape != (flux.shape[0],):
+                raise ValueError(f"flags must have shape ({flux.shape[0]},), got {flags.shape}")
+            unknown = (flags & int(LabelFlag.NO_UNCERTAINTY)) != 0
+            estimate = unknown if estimate is None else estimate | unknown
+        snr = np.full(flux.shape[0], np.nan)
+        if estimate is not None and estimate.any():
+            ivar = ivar.copy()
+            ivar[estimate], snr[estimate] = der_snr_ivar(flux[estimate], ivar[estimate])
+        result = self._predict_tensors(
             torch.from_numpy(flux),
             torch.from_numpy(ivar),
             batch_size=batch_size,
             device=self.device if device is None else device,
             want_pdf=return_pdf,
         )
+        result["estimated_snr"] = snr
+        return result
 
     def predict(self, spectra, *, batch_size=1024, device=None, return_pdf=True, **prepare_kw):
         """Prepare spectra (or a library) for the model grid and predict.
@@ -1396,7 +1467,8 @@ class RemapModel:
         -------
         result : dict
             As `predict_prepared`, one row per input spectrum; rows with
-            fatal preparation flags hold NaN. Adds ``"flags"`` (preparation
+            fatal preparation flags hold NaN; rows flagged ``NO_UNCERTAINTY``
+            use the `der_snr_ivar` estimate. Adds ``"flags"`` (preparation
             flags; `stellarml.derive_labels` adds the quality flags),
             ``"snr"``, ``"rv"`` and ``"messages"`` from the preparation.
         """
@@ -1420,6 +1492,7 @@ class RemapModel:
         sub = self.predict_prepared(
             np.asarray(batch.flux)[good],
             np.asarray(batch.ivar)[good],
+            flags=flags[good],
             batch_size=batch_size,
             device=device,
             return_pdf=return_pdf,
@@ -1442,6 +1515,7 @@ class RemapModel:
             result["bin_centers"] = sub["bin_centers"]
         if "domain_distance" in sub:
             result["domain_distance"] = expand(sub["domain_distance"])
+        result["estimated_snr"] = expand(sub["estimated_snr"])
         result.update(
             flags=flags,
             snr=np.asarray(batch.snr),

@@ -10,7 +10,7 @@ import torch
 from stellarml.flags import LabelFlag
 from stellarml.labels import LABELS, LabelSpec, register_label
 from stellarml.models import RemapModel, RemapNet
-from stellarml.models.remap import LabelBins, nearest_distance, summarize_pdf
+from stellarml.models.remap import LabelBins, der_snr_ivar, nearest_distance, summarize_pdf
 
 BINS = {"teff": (3500.0, 7500.0, 100.0), "logg": (0.0, 5.5, 0.25), "fe_h": (-2.5, 1.0, 0.1)}
 TINY = {
@@ -142,6 +142,39 @@ def test_nearest_distance_matches_brute_force():
     np.testing.assert_allclose(nearest_distance(q, r, chunk=7), brute, rtol=1e-4)
     loo = np.sort(np.sqrt(((r[:, None] - r[None]) ** 2).sum(-1)), axis=1)[:, 1]
     np.testing.assert_allclose(nearest_distance(r, r, exclude_self=True, chunk=8), loo, rtol=1e-4)
+
+
+def test_der_snr_recovers_white_noise():
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 2000)
+    flux = 1.0 + 0.05 * np.sin(3 * x) + rng.normal(0.0, 1 / 40, (3, 2000))
+    mask = np.ones((3, 2000))
+    mask[0, 100:300] = 0
+    mask[2] = 0  # nothing usable
+    ivar, snr = der_snr_ivar(flux, mask)
+    assert snr[:2] == pytest.approx([40, 40], rel=0.05)
+    assert np.isnan(snr[2]) and not ivar[2].any()
+    assert not ivar[0, 100:300].any()
+    assert ivar[1] == pytest.approx(snr[1] ** 2)
+
+
+def test_unknown_uncertainties_are_estimated(trained):
+    flux, ivar, _ = toy_spectra(20, seed=12, snr=20)
+    unit = (ivar > 0).astype(np.float32)  # what preparation gives without uncertainties
+    flags = np.where(np.arange(20) < 10, LabelFlag.NO_UNCERTAINTY, 0)
+    mixed = trained.predict_prepared(flux, np.where(flags[:, None] > 0, unit, ivar), flags=flags)
+    estimated = trained.predict_prepared(flux, None)
+    given = trained.predict_prepared(flux, ivar)
+    assert np.isfinite(mixed["estimated_snr"][:10]).all()
+    assert np.isnan(mixed["estimated_snr"][10:]).all()
+    np.testing.assert_array_equal(mixed["estimated_snr"][:10], estimated["estimated_snr"][:10])
+    for name in trained.label_names:
+        np.testing.assert_array_equal(mixed["pdf"][name][:10], estimated["pdf"][name][:10])
+        np.testing.assert_array_equal(mixed["pdf"][name][10:], given["pdf"][name][10:])
+    # a conservative estimate: line structure counts as noise, so the S/N is a lower limit
+    assert 3 < np.median(estimated["estimated_snr"]) < 20 * 1.2
+    with pytest.raises(ValueError, match="flags must have shape"):
+        trained.predict_prepared(flux, ivar, flags=[0, 1])
 
 
 def test_training_recovers_labels(trained):
@@ -358,3 +391,68 @@ def test_fine_tune_rejects_unknown_modules_and_untrained_models(trained):
         model.fine_tune_prepared(flux, ivar, labels, freeze="heads", epochs=1)
     with pytest.raises(RuntimeError, match="not trained"):
         tiny_model().fine_tune_prepared(flux, ivar, labels, epochs=1)
+
+
+def _toy_library(n, seed, snr=None):
+    import astropy.units as u
+
+    from stellarml.libraries import SpectralLibrary
+    from stellarml.spectra import log_lambda_grid
+
+    flux, ivar, labels = toy_spectra(n, npix=200, seed=seed, snr=snr)
+    wave = log_lambda_grid(5000.0, 5000.0 * np.exp(3e-4 * 199.5), 3e-4)
+    table = {
+        "id": [f"toy{seed}-{i}" for i in range(n)],
+        "teff": labels[:, 0] * u.K,
+        "logg": labels[:, 1] * u.dex,
+        "fe_h": labels[:, 2] * u.dex,
+    }
+    meta = {"name": "toy library", "seed": seed}
+    return SpectralLibrary(table, wave * u.AA, flux, ivar, resolution=5000.0, meta=meta)
+
+
+def test_fit_library_predict_spectra_and_asdf_file(tmp_path):
+    import astropy.units as u
+
+    from stellarml.spectra import PreparationSettings, prepare
+
+    train = _toy_library(300, seed=13)
+    settings = PreparationSettings(wavelength=train.wavelength, resolution=5000.0)
+    model = tiny_model(preparation=settings, training={"max_epochs": 3}, name="toy")
+    model.fit(train)
+    prov = model.provenance_["fit"]
+    assert prov["noiseless"] and prov["source"] == {"name": "toy library", "seed": 13}
+    assert model.n_pix_ == 200
+
+    test = _toy_library(6, seed=14, snr=50)
+    spectra = test.to_spectrum()
+    direct = model.predict(test)
+    batch = prepare(spectra, settings)
+    from_spectra = model.predict(spectra)
+    from_batch = model.predict(batch)
+    for result in (from_spectra, from_batch):
+        np.testing.assert_allclose(
+            result["summary"]["teff"]["median"], direct["summary"]["teff"]["median"], rtol=1e-5
+        )
+    assert direct["flags"].shape == (6,) and np.isnan(direct["estimated_snr"]).all()
+    # a spectrum far off the grid gets a fatal flag and NaN labels, in order
+    off = test.to_spectrum()[0]
+    shifted = type(off)(flux=off.flux, spectral_axis=off.spectral_axis + 3000 * u.AA)
+    mixed = model.predict([spectra[0], shifted, spectra[1]])
+    assert np.isnan(mixed["summary"]["logg"]["median"][1])
+    assert mixed["flags"][1] & LabelFlag.NO_WAVELENGTH_OVERLAP
+    np.testing.assert_allclose(
+        mixed["summary"]["logg"]["median"][[0, 2]],
+        direct["summary"]["logg"]["median"][:2],
+        rtol=1e-5,
+    )
+
+    path = tmp_path / "toy.asdf"
+    model.write(path)
+    again = RemapModel.read(path)
+    assert again.preparation == settings and again.name == "toy"
+    assert again.source_["path"] == str(path.resolve())
+    np.testing.assert_array_equal(again.predict(test)["pdf"]["fe_h"], direct["pdf"]["fe_h"])
+
+    tuned = RemapModel.read(path).fine_tune(test, epochs=2)
+    assert tuned.provenance_["fine_tune"][0]["source"]["seed"] == 14
