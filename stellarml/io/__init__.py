@@ -4,6 +4,6 @@ Importing this package registers the specutils loaders (``Spectrum.read``
 then identifies those formats on its own).
 """
 
-from . import miles
+from . import echelle, kurucz, lamost, miles, phoenix, sdss
 
-__all__ = ["miles"]
+__all__ = ["echelle", "kurucz", "lamost", "miles", "phoenix", "sdss"]
