@@ -1,8 +1,36 @@
-"""stellarml: stellar labels from spectra with deep learning, in the specutils ecosystem."""
+"""stellarml: stellar labels from spectra with deep learning, in the specutils ecosystem.
+
+The public surface: `derive_labels`, `read_model`, the model classes, and the
+subpackages `stellarml.spectra`, `stellarml.libraries`, `stellarml.models`,
+`stellarml.training`, `stellarml.io`. Importing stellarml registers its
+specutils readers (MILES, LAMOST, PHOENIX, Kurucz, CARMENES, GALAH) and its
+ASDF extension is found through entry points.
+"""
 
 try:
     from ._version import version as __version__
 except ImportError:  # pragma: no cover - only without an install
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+from . import io  # noqa: F401  (registers the specutils loaders)
+from .analysis import DEFAULT_MODEL, derive_labels, read_model
+from .flags import LabelFlag
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "LabelFlag",
+    "RemapModel",
+    "__version__",
+    "derive_labels",
+    "read_model",
+]
+
+
+def __getattr__(name):
+    # The model classes import torch: load them on first use so that
+    # `import stellarml` (e.g. by asdf's plugin discovery) stays light.
+    if name == "RemapModel":
+        from .models import RemapModel
+
+        return RemapModel
+    raise AttributeError(f"module 'stellarml' has no attribute {name!r}")

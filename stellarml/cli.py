@@ -1,0 +1,177 @@
+"""The ``stellarml`` command: derive labels, train models, inspect models, run the demo."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+_FORMATS = {".xml": "votable", ".vot": "votable", ".ecsv": "ascii.ecsv", ".fits": "fits"}
+
+
+def _table_format(path, fmt):
+    if fmt:
+        return fmt
+    try:
+        return _FORMATS[Path(path).suffix.lower()]
+    except KeyError:
+        raise SystemExit(
+            f"stellarml: cannot tell the table format from {path!r}; use --format "
+            f"(one of: votable, ascii.ecsv, fits)"
+        ) from None
+
+
+def _write_table(table, path, fmt):
+    table.write(path, format=_table_format(path, fmt), overwrite=True)
+
+
+def _cmd_derive(args):
+    from astropy.table import Column
+    from specutils import Spectrum
+
+    from .analysis import _resolve_model, derive_labels
+    from .flags import LabelFlag
+
+    model = _resolve_model(args.model)
+    spectra, read_errors = [], {}
+    for i, name in enumerate(args.files):
+        try:
+            spectra.append(Spectrum.read(name))
+        except Exception as exc:
+            read_errors[i] = f"could not read {name}: {type(exc).__name__}: {exc}"
+    table = (
+        derive_labels(
+            spectra,
+            model=model,
+            device=args.device,
+            batch_size=args.batch_size,
+            resolution=args.resolution,
+        )
+        if spectra
+        else None
+    )
+    if table is None:
+        raise SystemExit(
+            "stellarml: none of the files could be read:\n" + "\n".join(read_errors.values())
+        )
+    for i in sorted(read_errors):
+        _insert_flagged_row(table, i, int(LabelFlag.BAD_INPUT), read_errors[i])
+    table.add_column(Column(list(args.files), name="file", description="Input file"), index=0)
+    _write_table(table, args.output, args.format)
+    for msg in read_errors.values():
+        print(f"stellarml: warning: {msg}", file=sys.stderr)
+    print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+def _insert_flagged_row(table, index, flag, message):
+    """Insert a row with every value masked and ``flags = flag`` at ``index``."""
+    from .flags import describe_flags
+
+    values, mask = [], []
+    for name in table.colnames:
+        col = table[name]
+        if name == "flags":
+            values.append(flag)
+            mask.append(False)
+        elif name == "flag_names":
+            values.append(",".join(describe_flags(flag)))
+            mask.append(False)
+        elif name == "message":
+            values.append(message)
+            mask.append(False)
+        else:
+            values.append(
+                np.zeros((), dtype=col.dtype) * getattr(col, "unit", 1)
+                if getattr(col, "unit", None)
+                else np.zeros((), dtype=col.dtype)
+            )
+            mask.append(True)
+    table.insert_row(index, values, mask=mask)
+
+
+def _cmd_info(args):
+    from .analysis import _resolve_model
+
+    model = _resolve_model(args.model)
+    info = model.describe() if hasattr(model, "describe") else {"name": model.name}
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _cmd_train(args):
+    from .training.pipeline import train_from_config
+
+    model = train_from_config(args.config, output=args.output, progress=not args.quiet)
+    print(f"trained {model.name}; wrote {args.output}")
+    return 0
+
+
+def _cmd_demo(args):
+    from astropy.table import hstack
+
+    from .analysis import derive_labels
+    from .data import example_spectra
+
+    spectra, truth = example_spectra()
+    table = derive_labels(spectra, model=args.model, device=args.device)
+    shown = table[["teff", "teff_err_lo", "teff_err_hi", "logg", "fe_h", "snr", "flags"]]
+    truth_cols = truth[[c for c in truth.colnames if c in ("teff", "logg", "fe_h")]]
+    for name in truth_cols.colnames:
+        truth_cols.rename_column(name, f"true_{name}")
+    comparison = hstack([truth_cols, shown])
+    for name in comparison.colnames:
+        if comparison[name].dtype.kind == "f":
+            comparison[name].info.format = ".3g"
+    comparison.pprint(max_lines=-1, max_width=-1)
+    if args.output:
+        _write_table(table, args.output, None)
+        print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="stellarml", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("derive", help="derive labels for spectrum files")
+    d.add_argument("files", nargs="+", help="spectrum files readable by specutils")
+    d.add_argument(
+        "-o", "--output", required=True, help="output table (.xml VOTable, .ecsv, .fits)"
+    )
+    d.add_argument("-m", "--model", default=None, help="model ASDF file or shipped model name")
+    d.add_argument("--format", default=None, help="astropy table format (default: from suffix)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    d.add_argument("--batch-size", type=int, default=1024)
+    d.add_argument("--resolution", type=float, default=None, help="resolving power of the inputs")
+    d.set_defaults(func=_cmd_derive)
+
+    t = sub.add_parser("train", help="train a model from a TOML configuration")
+    t.add_argument("config", help="TOML configuration file")
+    t.add_argument("-o", "--output", required=True, help="output model ASDF file")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_train)
+
+    i = sub.add_parser("info", help="describe a model")
+    i.add_argument("model", nargs="?", default=None, help="model ASDF file or shipped model name")
+    i.set_defaults(func=_cmd_info)
+
+    e = sub.add_parser("demo", help="run the default model on the shipped example spectra")
+    e.add_argument("-o", "--output", default=None, help="also write the table (e.g. labels.xml)")
+    e.add_argument("-m", "--model", default=None, help="model ASDF file or shipped model name")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv=None):
+    """Entry point of the ``stellarml`` command."""
+    args = _parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
