@@ -66,7 +66,7 @@ def derive_labels(
 
     Parameters
     ----------
-    spectra : `~specutils.Spectrum`, `~specutils.SpectrumList`, `~specutils.SpectrumCollection` or list
+    spectra : `~specutils.Spectrum`, `~specutils.SpectrumList`, SpectrumCollection or list
         The spectra: a 1-D `~specutils.Spectrum` (or ``Spectrum1D``), a 2-D
         batch on one spectral axis, a `~specutils.SpectrumList`, a
         `~specutils.SpectrumCollection`, or a (nested) list of these. Any
