@@ -86,6 +86,11 @@ def main(argv=None):
     p.add_argument("--config", default=REPO / "scripts" / "remap-optical-r2000.toml")
     p.add_argument("--output", default=REPO / "stellarml" / "data" / "remap-optical-r2000.asdf")
     p.add_argument("--examples", default=REPO / "stellarml" / "data" / "examples-optical.asdf")
+    p.add_argument(
+        "--pretrained",
+        default=REPO / "benchmarks" / "out" / "remap-optical-r2000-pretrained.asdf",
+        help="also write the pre-trained (not fine-tuned) model here, for benchmarks",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -93,7 +98,8 @@ def main(argv=None):
     cfg = load_config(args.config)
     build_examples(cfg, args.examples)
     t0 = time.perf_counter()
-    model = train_from_config(cfg, progress=not args.quiet)
+    Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
+    model = train_from_config(cfg, progress=not args.quiet, pretrained_output=args.pretrained)
     model.provenance_["build"] = {
         "script": "scripts/build_default_model.py",
         "wall_time_s": round(time.perf_counter() - t0, 1),

@@ -198,7 +198,9 @@ def in_bins(model, library):
     return ok
 
 
-def train_from_config(config, *, output=None, progress=True, fine_tune_exclude_ids=None):
+def train_from_config(
+    config, *, output=None, progress=True, fine_tune_exclude_ids=None, pretrained_output=None
+):
     """Train (and fine-tune) a REMAP model as a configuration says.
 
     Parameters
@@ -211,6 +213,9 @@ def train_from_config(config, *, output=None, progress=True, fine_tune_exclude_i
         Show progress bars.
     fine_tune_exclude_ids : sequence of str, optional
         MILES ids to keep out of fine-tuning (held out for evaluation).
+    pretrained_output : str or path-like, optional
+        Also write the model as it is after pre-training, before fine-tuning
+        (the starting point of k-fold fine-tuning benchmarks).
 
     Returns
     -------
@@ -221,6 +226,10 @@ def train_from_config(config, *, output=None, progress=True, fine_tune_exclude_i
     model = build_model(cfg, preparation)
     library = build_pretrain_library(cfg, preparation)
     model.fit(library, progress=progress)
+    del library
+    if pretrained_output is not None:
+        model.provenance_["config"] = cfg
+        model.write(pretrained_output)
     if cfg.get("fine_tune"):
         fine_tune(model, cfg, exclude_ids=fine_tune_exclude_ids, progress=progress)
     model.provenance_["config"] = cfg
