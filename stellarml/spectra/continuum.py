@@ -38,6 +38,7 @@ import functools
 
 import numpy as np
 import scipy.fft
+import scipy.sparse as sp
 
 from .resample import _as_batch, _check_grid, _good_pixels
 
@@ -87,32 +88,32 @@ class _GaussianSmoother:
             centres[-1] = 0.5 * ((nb - 1) * b + npix - 1)
             pos = np.arange(npix, dtype=np.float64)
             i0 = np.clip(np.searchsorted(centres, pos, side="right") - 1, 0, nb - 2)
-            self.i0 = i0
-            self.i1 = i0 + 1
             # linear interpolation, extrapolated over the half blocks at both ends
-            self.t = ((pos - centres[i0]) / (centres[i0 + 1] - centres[i0])).astype(np.float32)
+            t = (pos - centres[i0]) / (centres[i0 + 1] - centres[i0])
+            rows = np.concatenate([np.arange(npix), np.arange(npix)])
+            self.interp = sp.csr_matrix(
+                (np.concatenate([1.0 - t, t]).astype(np.float32), (rows, np.r_[i0, i0 + 1])),
+                shape=(npix, nb),
+            )
+            self.blocksum = sp.csr_matrix(
+                (np.ones(npix, np.float32), (np.arange(npix) // b, np.arange(npix))),
+                shape=(nb, npix),
+            )
 
     def coarse(self, x):
         """Smoothed block sums (ncoarse, m), float64, of pixel-major arrays x (npix, m)."""
-        b = self.block
-        if b > 1:
-            full = (self.npix // b) * b
-            y = np.empty((self.ncoarse, x.shape[1]), dtype=np.float64)
-            y[: full // b] = x[:full].reshape(full // b, b, -1).sum(axis=1, dtype=np.float64)
-            if full < self.npix:
-                y[-1] = x[full:].sum(axis=0, dtype=np.float64)
-            x = y
+        if self.block > 1:
+            x = np.asarray(self.blocksum @ x, dtype=np.float64)
         spec = scipy.fft.rfft(x, n=self.nfft, axis=0)
         spec *= self.kernel_fft[:, None]
         return scipy.fft.irfft(spec, n=self.nfft, axis=0)[: self.ncoarse]
 
     def to_fine(self, y):
         """Linear interpolation (ncoarse, m) -> (npix, m), float32 (NaN propagates)."""
-        y = y.astype(np.float32)
+        y = np.ascontiguousarray(y, dtype=np.float32)
         if self.block == 1:
             return y
-        lo = y[self.i0]
-        return lo + self.t[:, None] * (y[self.i1] - lo)
+        return np.asarray(self.interp @ y)
 
 
 @functools.lru_cache(maxsize=16)
@@ -148,26 +149,38 @@ def _continuum(smooth, flux, weight, good, iterations, clip):
     f = np.ascontiguousarray(flux_t * (1.0 / fscale), dtype=np.float32)
     w = np.ascontiguousarray(weight_t * (1.0 / wscale), dtype=np.float32)
     keep = good_t
+    wk = np.empty_like(w)
+    rel = np.empty_like(f)
+    one = np.float32(1.0)
     for it in range(iterations + 1):
-        wk = w * keep
-        num = smooth.coarse(wk * f)
+        last = it == iterations
+        np.multiply(w, keep, out=wk)
         den = smooth.coarse(wk)
-        cov = smooth.coarse(keep.astype(np.float32))
+        num = smooth.coarse(np.multiply(wk, f, out=rel))
         with np.errstate(divide="ignore", invalid="ignore"):
             c_coarse = num / den
-        c_coarse[~(cov >= MIN_CONTINUUM_COVERAGE) | ~(den > 0) | ~(c_coarse > 0)] = np.nan
+        if last:
+            # the final continuum is defined where enough of the kernel covers kept pixels
+            cov = smooth.coarse(keep.astype(np.float32))
+            undefined = ~(cov >= MIN_CONTINUUM_COVERAGE)
+        else:
+            undefined = ~(den > 1e-9 * np.max(den, axis=0))
+        c_coarse[undefined | ~(c_coarse > 0)] = np.nan
         cont = smooth.to_fine(c_coarse)
-        if it == iterations:
+        if last:
             break
+        # relative residuals and their rms over the pixels used in this fit
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = f / cont
-        rel -= np.float32(1.0)
-        use = keep & np.isfinite(rel)
-        rel2 = np.where(use, rel * rel, np.float32(0.0))
+            np.divide(f, cont, out=rel)
+        rel -= one
+        used = np.where(keep, rel, np.float32(0.0))
+        np.nan_to_num(used, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        nuse = np.count_nonzero(keep, axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            scatter = np.sqrt(rel2.sum(axis=0, dtype=np.float64) / use.sum(axis=0))
+            scatter = np.sqrt(np.einsum("ij,ij->j", used, used, dtype=np.float64) / nuse)
         scatter = np.where(np.isfinite(scatter), np.maximum(scatter, _MIN_SCATTER), np.inf)
         scatter = scatter.astype(np.float32)
+        # the new selection is made among all good pixels
         with np.errstate(invalid="ignore"):
             keep = good_t & (rel >= -lo_clip * scatter) & (rel <= hi_clip * scatter)
     cont = cont.astype(np.float64)

@@ -17,10 +17,8 @@ specutils input. Both run the same steps (see ``docs/spectra.rst``):
    (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``.
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 from astropy import units as u
@@ -305,15 +303,6 @@ def _percent(x):
     return f"{100.0 * x:.0f}%"
 
 
-def _n_threads():
-    """Worker threads for chunked preparation (at most 4, at most the CPUs available)."""
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        ncpu = os.cpu_count() or 1
-    return max(1, min(4, ncpu))
-
-
 class _GridMapper:
     """The model grid mapped into the frame of one input grid, per radial velocity."""
 
@@ -380,7 +369,7 @@ def _prepare_chunk(rows, flux, ivar, var, good, rv, mapper, smooth, iterations):
             g = good[r, c0:c1]
             with np.errstate(invalid="ignore"):
                 sn = flux[r, c0:c1] * np.sqrt(np.where(g, ivar[r, c0:c1], 0.0))
-            snr[sel] = _row_nanmedian(np.where(g, sn, np.nan))
+            snr[sel] = _row_nanmedian(np.where(g, sn, np.nan).astype(np.float32))
     good_g = ivar_g > 0
     cont = _continuum(smooth, flux_g.T, ivar_g.T, good_g.T, iterations, CONTINUUM_CLIP).T
     ok_px = good_g & (cont > 0)
@@ -391,8 +380,9 @@ def _prepare_chunk(rows, flux, ivar, var, good, rv, mapper, smooth, iterations):
     return norm_flux, norm_ivar, overlap, snr, good_frac
 
 
-#: Rows per chunk in `_prepare_core` (bounds memory; chunks run in parallel threads).
-_CHUNK_ROWS = 256
+#: Rows per chunk in `_prepare_core`: bounds the memory of large batches and keeps the
+#: working arrays in cache (128 was fastest for 1000 x 4300 -> 2000 pixel batches).
+_CHUNK_ROWS = 128
 
 
 def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm, rv):
@@ -461,16 +451,11 @@ def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm,
     smooth = _smoother(npix, _sigma_pixels(grid, settings.continuum_width))
     velocities = np.unique(rv[live])
     if velocities.size <= 8:
-        for v in velocities:  # build the shared operators once, before the threads start
+        for v in velocities:  # build (and cache) the shared operators once
             mapper(v)
     chunks = [live[i : i + _CHUNK_ROWS] for i in range(0, live.size, _CHUNK_ROWS)]
     args = (flux, ivar, var, good, rv, mapper, smooth, settings.continuum_iterations)
-    nthreads = min(_n_threads(), len(chunks))
-    if nthreads > 1:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=nthreads) as pool:
-            results = list(pool.map(lambda rows: _prepare_chunk(rows, *args), chunks))
-    else:
-        results = [_prepare_chunk(rows, *args) for rows in chunks]
+    results = [_prepare_chunk(rows, *args) for rows in chunks]
 
     lo_in, hi_in = wave[0], wave[-1]
     for rows, (norm_flux, norm_ivar, overlap, snr, good_frac) in zip(chunks, results, strict=True):
@@ -512,12 +497,18 @@ def _check_medium(medium):
 def _wave_angstrom(wavelength, name="wavelength"):
     """Wavelength values [Angstrom] from a Quantity (any spectral unit) or plain array."""
     if isinstance(wavelength, u.Quantity):
-        if not wavelength.unit.is_equivalent(u.AA, equivalencies=u.spectral()):
+        unit = wavelength.unit
+        value = np.asarray(wavelength.view(np.ndarray), dtype=np.float64)
+        if unit == u.AA:
+            return value
+        if unit.physical_type == "length":
+            return value * unit.to(u.AA)
+        if not unit.is_equivalent(u.AA, equivalencies=u.spectral()):
             raise u.UnitsError(
-                f"{name} has unit {wavelength.unit!s}; a wavelength, frequency, energy or "
+                f"{name} has unit {unit!s}; a wavelength, frequency, energy or "
                 "wavenumber axis is needed"
             )
-        return np.asarray(wavelength.to_value(u.AA, equivalencies=u.spectral()), dtype=np.float64)
+        return (value * unit).to_value(u.AA, equivalencies=u.spectral())
     return np.asarray(wavelength, dtype=np.float64)
 
 
@@ -930,8 +921,14 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         out.flags[index] = res.flags
         out.snr[index] = res.snr
         out.rv[index] = res.rv
+        labels = [
+            b.label if b.nrows == 1 else f"{b.label}[row {r}]"
+            for b, _ in members
+            for r in range(b.nrows)
+        ]
         for j, i in enumerate(index):
-            out.messages[i] = res.messages[j]
+            if res.messages[j]:
+                out.messages[i] = f"{labels[j]}: {res.messages[j]}"
     fatal_rows = (out.flags & int(FATAL)) != 0
     out.flux[fatal_rows] = 0.0
     out.ivar[fatal_rows] = 0.0

@@ -267,9 +267,11 @@ def _good_pixels(flux, ivar, mask):
     good = np.isfinite(flux)
     var = None
     if ivar is not None:
-        good &= np.isfinite(ivar) & (ivar > 0)
-        with np.errstate(divide="ignore"):
-            var = np.where(good, 1.0 / np.where(good, ivar, 1.0), 0.0)
+        with np.errstate(invalid="ignore"):
+            good &= ivar > 0
+        good &= ivar < np.inf
+        var = np.zeros_like(ivar)
+        np.divide(1.0, ivar, out=var, where=good)
     if mask is not None:
         good &= ~mask
     return good, var
@@ -419,13 +421,15 @@ def _ivar_from_uncertainty(uncertainty, flux_unit):
                 f"uncertainty unit {u.Unit(unit)!s} does not match the flux unit {flux_unit!s} "
                 f"(expected {target!s})"
             ) from None
-    value = arr * scale
-    ok = np.isfinite(value) & (value > 0)
-    safe = np.where(ok, value, 1.0)
-    with np.errstate(over="ignore", divide="ignore"):
-        ivar = safe**power
-    ok &= np.isfinite(ivar) & (ivar > 0)
-    return np.where(ok, ivar, 0.0)
+    value = arr * scale if scale != 1.0 else arr
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        positive = value > 0  # negative sigmas or variances are invalid too
+        if power == -2:
+            value = 1.0 / (value * value)
+        elif power == -1:
+            value = 1.0 / value
+        ok = positive & (value > 0) & (value < np.inf)
+    return np.where(ok, value, 0.0)
 
 
 class InverseVarianceResampler(ResamplerBase):

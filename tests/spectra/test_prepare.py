@@ -176,7 +176,7 @@ def test_uncertainties_snr_and_masks():
     assert np.median(batch.ivar[0] * batch.flux[0] ** 2) > 0.5 * (50**2) * pix_ratio
 
 
-def test_batch_threads_and_rv_groups_give_identical_rows(monkeypatch):
+def test_batch_chunks_and_rv_groups_give_identical_rows(monkeypatch):
     rng = np.random.default_rng(5)
     n = 12
     flux = _rest_spectrum(FINE) * rng.uniform(0.5, 2.0, (n, 1))
@@ -319,6 +319,7 @@ def test_prepare_bad_input_battery():
     pixel_level = _spec(some_bad_pixels * unit)
     zero_unc = _spec(flux * unit, uncertainty=StdDevUncertainty(np.zeros(FINE.size)))
     neg_unc = _spec(flux * unit, uncertainty=VarianceUncertainty(-np.ones(FINE.size)))
+    neg_std = _spec(flux * unit, uncertainty=StdDevUncertainty(-np.ones(FINE.size)))
     nan_unc = _spec(flux * unit, uncertainty=InverseVariance(np.full(FINE.size, np.nan)))
     part_unc = np.full(FINE.size, 0.01)
     part_unc[::6] = 0.0  # a third of the pixels without information
@@ -344,6 +345,7 @@ def test_prepare_bad_input_battery():
         (pixel_level, 0, ""),
         (zero_unc, LabelFlag.BAD_INPUT, "valid uncertainty"),
         (neg_unc, LabelFlag.BAD_INPUT, "valid uncertainty"),
+        (neg_std, LabelFlag.BAD_INPUT, "valid uncertainty"),
         (nan_unc, LabelFlag.BAD_INPUT, "valid uncertainty"),
         (partial_unc, 0, ""),
         (in_pixels, LabelFlag.BAD_INPUT, "pix"),
@@ -369,11 +371,12 @@ def test_prepare_bad_input_battery():
         else:
             assert out.messages[i] == "" and (out.ivar[i] > 0).mean() > 0.9
     # the messages name the spectrum's position in the input
-    assert out.messages[8].startswith("spectra[8]")
+    assert out.messages[9].startswith("spectra[9]: ")
     # bad rows inside a 2-D batch are flagged individually
     rows = np.vstack([flux, np.full(FINE.size, np.nan), flux])
     batch = prepare(_spec(rows * unit), SETTINGS)
     assert [int(f) & int(FATAL) for f in batch.flags] == [0, int(LabelFlag.BAD_INPUT), 0]
+    assert batch.messages[1] == "spectra[row 1]: flux has no finite values"
 
 
 def test_prepare_rejects_what_is_not_spectra():
