@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["describe_model", "main"]
 
 _FORMATS = {".xml": "votable", ".vot": "votable", ".ecsv": "ascii.ecsv", ".fits": "fits"}
 
@@ -93,12 +93,46 @@ def _insert_flagged_row(table, index, flag, message):
     table.insert_row(index, values, mask=mask)
 
 
+def describe_model(model):
+    """A JSON-friendly summary of a model: labels and bins, grid, provenance, metrics."""
+    prep = model.preparation
+    grid = prep.wavelength.to_value("AA")
+    prov = dict(getattr(model, "provenance_", {}) or {})
+    ft = prov.get("fine_tune_library") or {}
+    return {
+        "name": model.name,
+        "class": type(model).__name__,
+        "file": getattr(model, "source_", {}) or {},
+        "labels": {
+            spec.name: {
+                "unit": str(spec.unit),
+                "bins": [float(x) for x in model.label_bins()[spec.name].as_tuple()],
+            }
+            for spec in model.label_specs
+        },
+        "grid": {
+            "medium": prep.medium,
+            "wavelength_min_AA": float(grid[0]),
+            "wavelength_max_AA": float(grid[-1]),
+            "n_pixels": int(grid.size),
+            "resolution": prep.resolution,
+        },
+        "stellarml_version": prov.get("stellarml_version"),
+        "fine_tune_library": {
+            "name": ft.get("name"),
+            "n_stars": len(ft.get("ids", [])),
+        }
+        if ft
+        else None,
+        "metrics": getattr(model, "metrics_", None),
+    }
+
+
 def _cmd_info(args):
     from .analysis import _resolve_model
 
     model = _resolve_model(args.model)
-    info = model.describe() if hasattr(model, "describe") else {"name": model.name}
-    print(json.dumps(info, indent=2, default=str))
+    print(json.dumps(describe_model(model), indent=2, default=str))
     return 0
 
 

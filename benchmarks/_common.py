@@ -1,0 +1,50 @@
+"""Shared helpers of the benchmark scripts (not part of the package)."""
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import stellarml
+
+OUT = Path(__file__).resolve().parent / "out"
+
+#: Star groups by reference labels (Teff [K], logg [dex]).
+GROUPS = {
+    "FGK dwarfs": lambda t, g: (t >= 4000) & (t < 7000) & (g >= 3.8),
+    "FGK giants": lambda t, g: (t >= 4000) & (t < 5500) & (g < 3.5),
+    "M stars": lambda t, g: t < 4000,
+    "all": lambda t, g: np.ones_like(t, dtype=bool),
+}
+
+
+def robust_stats(residual):
+    """(bias, robust sigma, n): median and 1.4826 x MAD of the finite residuals."""
+    r = np.asarray(residual, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return float("nan"), float("nan"), 0
+    med = float(np.median(r))
+    return med, float(1.4826 * np.median(np.abs(r - med))), int(r.size)
+
+
+def environment():
+    """Machine and versions, recorded with every result."""
+    return {
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_count": __import__("os").cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "stellarml": stellarml.__version__,
+    }
+
+
+def save(name, payload):
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / name
+    path.write_text(json.dumps(payload, indent=2, default=float))
+    return path

@@ -1,0 +1,116 @@
+"""TOML training configurations: parsing, building, and a tiny end-to-end train."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from stellarml.io.asdf import read_model
+from stellarml.training.pipeline import (
+    build_finetune_library,
+    build_model,
+    build_preparation,
+    in_bins,
+    load_config,
+    train_from_config,
+)
+
+TINY = """
+[model]
+name = "tiny"
+labels = ["teff", "logg", "fe_h"]
+seed = 3
+device = "cpu"
+[model.architecture]
+stem_channels = 8
+stage_channels = [8, 8, 16, 16]
+stage_blocks = [1, 1, 1, 1]
+embedding_dim = 16
+[model.training]
+max_epochs = 1
+batch_size = 64
+progress = false
+[preparation]
+wavelength_min = 4800.0
+wavelength_max = 5400.0
+dloglam = 3.0e-4
+medium = "vacuum"
+resolution = 1500.0
+[pretrain]
+emulator = "{data_dir}/doppler/coolstars_cubic_emulator.npz"
+n_spectra = 128
+design = "latin"
+seed = 3
+[fine_tune]
+library = "miles"
+directory = "{data_dir}/miles"
+freeze = "stem"
+epochs = 1
+ids = ["0001", "0003", "0004", "0005", "0006", "0008", "0009", "0010"]
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("STELLARML_DATA_DIR", str(data_dir))
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nname=1")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ValueError, match=r"\[preparation\]"):
+        load_config({"model": {"name": "x"}, "pretrain": {}})
+    with pytest.raises(ValueError, match="lacks dloglam"):
+        load_config(
+            {
+                "model": {"name": "x"},
+                "preparation": {"wavelength_min": 1, "wavelength_max": 2},
+                "pretrain": {},
+            }
+        )
+
+
+def test_build_preparation_grid(tiny_config, data_dir):
+    cfg = load_config(tiny_config)
+    assert cfg["pretrain"]["emulator"].startswith(str(data_dir))
+    prep = build_preparation(cfg)
+    grid = prep.wavelength.to_value(u.AA)
+    assert grid[0] == pytest.approx(4800.0, rel=1e-6)
+    np.testing.assert_allclose(np.diff(np.log(grid)), 3.0e-4, rtol=1e-6)
+    assert prep.resolution == 1500.0 and prep.medium == "vacuum"
+
+
+def test_finetune_library_ids_and_exclusion(tiny_config):
+    cfg = load_config(tiny_config)
+    lib = build_finetune_library(cfg, exclude_ids=["3", "0004"])
+    # rows stay in the CSV's order
+    assert sorted(lib.labels["id"]) == ["0001", "0005", "0006", "0008", "0009", "0010"]
+    model = build_model(cfg, build_preparation(cfg))
+    assert in_bins(model, lib).all()
+
+
+def test_train_tiny_end_to_end(tiny_config, tmp_path):
+    out = tmp_path / "tiny.asdf"
+    pre = tmp_path / "pre.asdf"
+    model = train_from_config(tiny_config, output=out, progress=False, pretrained_output=pre)
+    back = read_model(out)
+    assert back.name == "tiny"
+    assert sorted(back.provenance_["fine_tune_library"]["ids"]) == [
+        "0001",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0008",
+        "0009",
+        "0010",
+    ]
+    assert back.provenance_["config"]["model"]["seed"] == 3
+    assert "fine_tune" not in read_model(pre).metrics_
+    assert "fine_tune" in model.metrics_
