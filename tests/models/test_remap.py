@@ -96,6 +96,28 @@ def test_network_shapes_depth_grows_length_shrinks():
     assert net.label_names == ("teff", "logg")
 
 
+def test_inference_copy_folds_batch_norm_exactly():
+    net = RemapNet({"teff": 40, "logg": 22}, **TINY)
+    gen = torch.Generator().manual_seed(0)
+    for module in net.modules():  # non-trivial statistics and affine parameters
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(generator=gen)
+            module.running_var.uniform_(0.5, 2.0, generator=gen)
+            module.weight.data.normal_(generator=gen)
+            module.bias.data.normal_(generator=gen)
+    net.eval()
+    fast = net.inference_copy()
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fast.modules())
+    flux = 1 - 0.5 * torch.rand(5, 64, generator=gen)
+    ivar = torch.full((5, 64), 400.0)
+    with torch.no_grad():
+        (a, _), ea = net(flux, ivar)
+        (b, _), eb = fast(flux, ivar)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ea, eb, rtol=1e-4, atol=1e-4)
+    assert net.stem.norm.training is False and isinstance(net.stem.norm, torch.nn.BatchNorm1d)
+
+
 def test_label_bins():
     b = LabelBins(3500, 7500, 100)
     assert b.n_bins == 40
@@ -191,6 +213,16 @@ def test_training_recovers_labels(trained):
     s = result["summary"]["logg"]
     assert np.all(s["p16"] <= s["median"]) and np.all(s["median"] <= s["p84"])
     assert set(s) == {"median", "mode", "mean", "p16", "p84", "err_lo", "err_hi"}
+
+
+def test_prediction_follows_changed_weights(trained):
+    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    flux, ivar, _ = toy_spectra(5, seed=15, snr=50)
+    before = model.predict_prepared(flux, ivar)["summary"]["teff"]["median"]
+    with torch.no_grad():
+        model.net_.heads.teff[-1].bias[:20] += 5.0  # push the PDF to low temperatures
+    after = model.predict_prepared(flux, ivar)["summary"]["teff"]["median"]
+    assert np.all(after < before)
 
 
 def test_learned_attributes(trained):
