@@ -1263,48 +1263,22 @@ class RemapModel:
             entry["stage"] = stage
         self.history_ = list(self.history_) + history
 
-        # reference embeddings and held-out distances, on one fixed augmented draw
-        ref_size = int(tc["domain_reference_size"])
-        ref_idx = np.sort(rng.choice(train_idx, size=min(ref_size, train_idx.size), replace=False))
-        ref_data = (to_t(flux[ref_idx]), to_t(ivar[ref_idx]))
-        if augmenter is not None:
-            ref_data = augmenter(ref_data, torch.Generator().manual_seed(int(self.seed) + 2))
-        ref_emb = self._predict_tensors(*ref_data, batch_size=1024, device=device, want_pdf=False)[
-            "embedding"
-        ]
         embedding_frozen = all(
             any(p == q or p.startswith(q + ".") for q in prefixes)
             for p, _ in self.net_.named_parameters()
             if p.split(".")[0] in ("stem", "stages", "embedding")
         )
-        domain_update = "recomputed"
-        if (
-            stage == "fine_tune"
-            and embedding_frozen
-            and getattr(self, "domain_reference_", None) is not None
-        ):
-            keep_old = max(ref_size - ref_emb.shape[0], 0)
-            old = self.domain_reference_
-            if old.shape[0] > keep_old:
-                old = old[np.sort(rng.choice(old.shape[0], keep_old, replace=False))]
-            self.domain_reference_ = np.concatenate([old, ref_emb]).astype(np.float32)
-            domain_update = "extended"
-        else:
-            self.domain_reference_ = ref_emb.astype(np.float32)
-            val_pred = None
-            if val_data is not None:
-                val_pred = self._predict_tensors(
-                    val_data[0], val_data[1], batch_size=1024, device=device, want_pdf=False
-                )
-                dist = nearest_distance(val_pred["embedding"], self.domain_reference_)
-            else:
-                dist = nearest_distance(
-                    self.domain_reference_, self.domain_reference_, exclude_self=True
-                )
-            finite = dist[np.isfinite(dist)]
-            self.domain_threshold_ = (
-                float(np.quantile(finite, tc["domain_quantile"])) if finite.size else math.inf
-            )
+        reference = train_data[:2]
+        reference_idx = rng.choice(
+            train_idx.size,
+            size=min(int(tc["domain_reference_size"]), train_idx.size),
+            replace=False,
+        )
+        reference = tuple(t[np.sort(reference_idx)] for t in reference)
+        if augmenter is not None:  # one fixed draw, like the validation set
+            reference = augmenter(reference, torch.Generator().manual_seed(int(self.seed) + 2))
+        extend = stage == "fine_tune" and embedding_frozen
+        domain_update = self._update_domain(reference, val_data, extend, tc, rng, device)
 
         # metrics on the held-out set (or the training set when there is none)
         split = "validation" if val_data is not None else "training"
@@ -1333,6 +1307,43 @@ class RemapModel:
             record["source"] = _plain(source)
         self._record(stage, record)
         return self
+
+    def _update_domain(self, reference, held_out, extend, tc, rng, device):
+        """Set `domain_reference_` and `domain_threshold_` after training.
+
+        ``reference`` and ``held_out`` are (flux, ivar[, ...]) tensors of
+        training and validation spectra. With ``extend`` (the embedding did
+        not change) the new embeddings join the stored reference, which is
+        subsampled to ``domain_reference_size``, and the threshold is kept.
+        Otherwise the reference is replaced and the threshold is the
+        ``domain_quantile`` of the held-out nearest-neighbour distances
+        (leave-one-out distances within the reference without held-out data).
+        Returns ``"extended"`` or ``"recomputed"``.
+        """
+        size = int(tc["domain_reference_size"])
+        emb = self._predict_tensors(*reference[:2], batch_size=1024, device=device, want_pdf=False)[
+            "embedding"
+        ]
+        if extend and getattr(self, "domain_reference_", None) is not None:
+            old = self.domain_reference_
+            keep = max(size - emb.shape[0], 0)
+            if old.shape[0] > keep:
+                old = old[np.sort(rng.choice(old.shape[0], keep, replace=False))]
+            self.domain_reference_ = np.concatenate([old, emb]).astype(np.float32)
+            return "extended"
+        self.domain_reference_ = emb.astype(np.float32)
+        if held_out is not None:
+            held = self._predict_tensors(
+                *held_out[:2], batch_size=1024, device=device, want_pdf=False
+            )["embedding"]
+            dist = nearest_distance(held, self.domain_reference_)
+        else:
+            dist = nearest_distance(emb, emb, exclude_self=True)
+        dist = dist[np.isfinite(dist)]
+        self.domain_threshold_ = (
+            float(np.quantile(dist, tc["domain_quantile"])) if dist.size else math.inf
+        )
+        return "recomputed"
 
     def _record(self, stage, record):
         from .. import __version__
