@@ -1,7 +1,6 @@
 """k-fold cross-validated accuracy on the MILES *training* stars, before and after fine-tuning.
 
-    python benchmarks/kfold_miles.py [--pretrained benchmarks/out/remap-optical-r2000-pretrained.asdf]
-                                     [--folds 5] [--seed 42]
+    python benchmarks/kfold_miles.py [--pretrained PATH] [--folds 5] [--seed 42]
 
 The pre-trained model (synthetic library only, written by
 ``scripts/build_default_model.py``) is copied for each fold, evaluated on the
