@@ -1,5 +1,8 @@
 """Array-level augmentation of spectral libraries: noise, RV jitter, continuum distortion.
 
+Noise comes from an S/N (`add_noise`) or from an error spectrum (`add_noise_from_error`,
+e.g. a real instrument's, see `stellarml.spectra.error_from_spectrum`).
+
 All functions work on a batch: ``flux`` is a ``(n, npix)`` array sharing one
 wavelength grid (Angstrom), and every operation is vectorised over the batch.
 Random numbers come from a `numpy.random.Generator` built from ``seed`` (an int,
@@ -16,6 +19,7 @@ from ..spectra import C_KMS, doppler_shift_wavelength
 
 __all__ = [
     "add_noise",
+    "add_noise_from_error",
     "continuum_distortion",
     "doppler_shift_flux",
     "draw_snr",
@@ -141,6 +145,80 @@ def add_noise(flux, snr, *, ivar=None, seed=None):
             var = np.where(good, 1.0 / np.where(good, ivar, 1), np.inf) + var_new
         ivar_out = np.where(good, 1.0 / var, 0).astype(flux.dtype)
     return noisy, ivar_out, snr_values
+
+
+def add_noise_from_error(flux, error, *, relative=False, ivar=None, seed=None):
+    """Add Gaussian noise following an error spectrum.
+
+    Pixel ``p`` of spectrum ``i`` gets noise of standard deviation
+    ``sigma[i, p] = error[p]`` (or ``error[i, p]``), or with ``relative=True``
+    ``error[p] * median(flux[i])``: the error spectrum is then in units of the
+    median flux, as returned by `stellarml.spectra.error_from_spectrum` for a
+    real observed spectrum, so every library spectrum gets that instrument's
+    wavelength-dependent S/N profile. Pixels with an error of 0, inf or NaN
+    carry no information (survey files mark bad pixels so): their flux is left
+    unchanged and their inverse variance is 0.
+
+    Parameters
+    ----------
+    flux : array-like of shape (n, npix)
+        Flux, any units.
+    error : array-like of shape (npix,) or (n, npix)
+        Standard deviations (> 0; 0, inf or NaN = no information), in ``flux`` units,
+        or relative to the median flux with ``relative=True``.
+    relative : bool, optional
+        Scale ``error`` by each spectrum's median flux (default False).
+    ivar : array-like of shape (n, npix), optional
+        Existing inverse variance; the new noise adds in quadrature and pixels
+        with ``ivar == 0`` stay at 0.
+    seed : int, `numpy.random.Generator` or None
+        Random seed.
+
+    Returns
+    -------
+    noisy : ndarray of shape (n, npix)
+        Flux plus noise (dtype of ``flux``).
+    ivar_out : ndarray of shape (n, npix)
+        Inverse variance of ``noisy`` [flux units**-2], same dtype.
+
+    Raises
+    ------
+    ValueError
+        On shape mismatches, negative errors, or (``relative=True``) a spectrum
+        with a non-positive median flux.
+    """
+    flux = _batch(flux)
+    error = np.asarray(error, dtype=np.float64)
+    if error.shape not in (flux.shape, flux.shape[1:]):
+        raise ValueError(
+            f"error must have shape (npix,) = {flux.shape[1:]} or {flux.shape}, got {error.shape}"
+        )
+    if np.any(error < 0):
+        raise ValueError("error spectrum values must be >= 0 (inf or NaN = no information)")
+    usable = np.isfinite(error) & (error > 0)
+    sigma = np.broadcast_to(np.where(usable, error, 0.0), flux.shape)
+    if relative:
+        median = np.median(flux, axis=1)
+        bad = ~(np.isfinite(median) & (median > 0))
+        if bad.any():
+            raise ValueError(
+                f"{int(bad.sum())} spectra have a non-positive or non-finite median flux "
+                f"(first at row {int(np.flatnonzero(bad)[0])}); relative errors are undefined"
+            )
+        sigma = sigma * median[:, None]
+    usable = np.broadcast_to(usable, flux.shape)
+    rng = _rng(seed)
+    noisy = (flux + rng.standard_normal(flux.shape) * sigma).astype(flux.dtype)
+    with np.errstate(divide="ignore"):
+        var = sigma**2
+        if ivar is not None:
+            ivar = np.asarray(ivar, dtype=np.float64)
+            if ivar.shape != flux.shape:
+                raise ValueError(f"ivar shape {ivar.shape} does not match flux shape {flux.shape}")
+            good = ivar > 0
+            var = var + np.where(good, 1.0 / np.where(good, ivar, 1.0), np.inf)
+        ivar_out = np.where(usable & (var > 0) & np.isfinite(var), 1.0 / var, 0.0)
+    return noisy, ivar_out.astype(flux.dtype)
 
 
 def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):

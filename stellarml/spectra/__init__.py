@@ -7,12 +7,26 @@ over ``(n_spectra, n_pixels)`` batches) and the specutils-level `prepare`:
 * `log_lambda_grid`, `gaussian_broaden`
 * `resample_flux`, `InverseVarianceResampler`
 * `normalize_continuum`
+* `rotational_broaden`, `macroturbulence_broaden`, `instrumental_broaden` (and
+  their kernels), `mask_from_spectrum`, `transfer_mask`, `apply_mask`,
+  `error_from_spectrum` (`stellarml.spectra.kernels`)
 * `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`
 """
 
 from .broadening import gaussian_broaden, log_lambda_grid
 from .continuum import normalize_continuum
 from .doppler import C_KMS, air_to_vacuum, doppler_shift_wavelength, estimate_rv, vacuum_to_air
+from .kernels import (
+    apply_mask,
+    error_from_spectrum,
+    instrumental_broaden,
+    macroturbulence_broaden,
+    macroturbulence_kernel,
+    mask_from_spectrum,
+    rotational_broaden,
+    rotational_kernel,
+    transfer_mask,
+)
 from .prepare import PreparationSettings, PreparedBatch, prepare, prepare_arrays
 from .resample import InverseVarianceResampler, resample_flux
 
@@ -22,13 +36,22 @@ __all__ = [
     "PreparationSettings",
     "PreparedBatch",
     "air_to_vacuum",
+    "apply_mask",
     "doppler_shift_wavelength",
+    "error_from_spectrum",
     "estimate_rv",
     "gaussian_broaden",
+    "instrumental_broaden",
     "log_lambda_grid",
+    "macroturbulence_broaden",
+    "macroturbulence_kernel",
+    "mask_from_spectrum",
     "normalize_continuum",
     "prepare",
     "prepare_arrays",
     "resample_flux",
+    "rotational_broaden",
+    "rotational_kernel",
+    "transfer_mask",
     "vacuum_to_air",
 ]
