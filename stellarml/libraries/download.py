@@ -1,0 +1,713 @@
+"""Download-on-demand of PHOENIX-ACES and Castelli-Kurucz grid files.
+
+Files are fetched from the public servers (or any mirror with the same layout,
+e.g. a local HTTP server) when a grid library first needs them, and kept in one
+of two places:
+
+* the **astropy download cache** (default), keyed on the file's URL exactly as
+  `astropy.utils.data.download_file` keys it, so ``download_file(url,
+  cache=True)`` finds the file, `astropy.utils.data.clear_download_cache`
+  removes it, and ``astropy.config.paths.set_temp_cache`` redirects it;
+* a **mirror directory** (``mirror=``), written in the server's own layout
+  (``WAVE_PHOENIX-ACES-AGSS-COND-2011.fits``,
+  ``PHOENIX-ACES-AGSS-COND-2011/Z-0.0/lte05800-4.50-0.0....fits``;
+  ``ck04models/ckp00/ckp00_5000.fits``), which is then also a valid local grid
+  directory for `~stellarml.libraries.grids.PhoenixLibrary` and
+  `~stellarml.libraries.grids.KuruczLibrary` without network.
+
+What astropy provides and what is added here
+--------------------------------------------
+``astropy.utils.data.download_file(url, cache=True)`` (astropy 8) streams the
+transfer into a temporary file outside the cache, checks the byte count
+against ``Content-Length`` (a short transfer raises
+`urllib.error.ContentTooShortError` and the temporary file is deleted), and
+only then moves it into the cache through a temporary directory *inside* the
+cache renamed into place: cache entries are written atomically, so a
+half-written file never appears in the cache. It does not resume (an
+interrupted 6 MB PHOENIX file starts again from byte 0), does not know what a
+valid grid file is (an HTML error page or a truncated FITS served with status
+200 is cached as if it were the model), and shows its own console spinner.
+
+This module therefore does the transfer itself and hands the finished file to
+astropy's atomic cache import (`astropy.utils.data.import_file_to_cache`):
+
+1. The transfer goes into a ``.part`` file (for the cache in
+   ``<astropy cache>/download/stellarml-partial/``, for a mirror beside the
+   target), with a ``.part.json`` note of the server's ``ETag`` /
+   ``Last-Modified`` and the total length, under an exclusive ``fcntl`` lock
+   (no locking on platforms without ``fcntl``). A ``tqdm`` progress bar shows
+   the bytes.
+2. An interrupted or short transfer (fewer bytes than ``Content-Length``)
+   raises `GridDownloadError` and *keeps* the ``.part`` file. The next call
+   resumes it with ``Range: bytes=<size>-`` and ``If-Range: <validator>``: a
+   ``206`` appends, a ``200`` (server without ranges, or a file that changed
+   since) starts again from the beginning.
+3. The complete file is validated as a FITS file of the expected kind and,
+   for a model, of the requested grid point (`validate_grid_file`). A file
+   that fails is deleted (with its ``.part`` note) and `InvalidGridFile` is
+   raised; nothing enters the cache.
+4. Only a valid file is moved into place: `~astropy.utils.data.import_file_to_cache`
+   for the cache, `os.replace` (atomic on one file system) for a mirror.
+
+A missing file (HTTP 404 or 410: the PHOENIX grid is ragged, e.g. no hot
+low-gravity models) raises `GridPointNotFound`, a `LookupError` naming the
+grid point and the URL. Downloads obey ``astropy.utils.data.conf.allow_internet``
+and use ``conf.remote_timeout`` as the default timeout.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.config.paths import get_cache_dir_path
+from astropy.io import fits
+from astropy.utils import data as astropy_data
+from tqdm.auto import tqdm
+
+from ..io.kurucz import kurucz_filename, kurucz_subdir, read_kurucz_batch
+from ..io.phoenix import PHOENIX_WAVE_FILENAME, phoenix_filename, phoenix_subdir
+
+try:  # POSIX advisory locks; Windows has none (concurrent downloads are then unguarded)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = [
+    "KINDS",
+    "KURUCZ_ATLAS_DIRS",
+    "KURUCZ_BASE_URL",
+    "PHOENIX_BASE_URL",
+    "PHOENIX_GRID_DIR",
+    "GridDownloadError",
+    "GridPointNotFound",
+    "InvalidGridFile",
+    "fetch_grid_file",
+    "fetch_kurucz",
+    "fetch_phoenix",
+    "fetch_phoenix_wavelength",
+    "grid_url",
+    "kurucz_relpath",
+    "phoenix_relpath",
+    "validate_grid_file",
+]
+
+#: Base URL of the PHOENIX HiRes FITS files (Husser et al. 2013), Göttingen.
+PHOENIX_BASE_URL = "https://phoenix.astro.physik.uni-goettingen.de/data/HiResFITS/"
+#: Folder of the PHOENIX-ACES-AGSS-COND-2011 models below `PHOENIX_BASE_URL`.
+PHOENIX_GRID_DIR = "PHOENIX-ACES-AGSS-COND-2011"
+#: Base URL of the STScI reference atlases (CDBS/TRDS ``grid/`` folder).
+KURUCZ_BASE_URL = "https://archive.stsci.edu/hlsps/reference-atlases/cdbs/grid/"
+#: Atlas folders below `KURUCZ_BASE_URL`.
+KURUCZ_ATLAS_DIRS = {"ck04": "ck04models", "k93": "k93models"}
+
+#: File kinds understood by `validate_grid_file`.
+KINDS = ("phoenix", "phoenix_wavelength", "kurucz")
+
+_BLOCK = 2**16
+_PARTIAL_DIR = "stellarml-partial"
+
+
+class GridPointNotFound(LookupError):
+    """A grid point (model file) does not exist on the server or in the directory.
+
+    Parameters
+    ----------
+    message : str
+        What is missing and where it was looked for.
+    point : dict, optional
+        The grid point, e.g. ``{"teff": 12000.0, "logg": 0.5, "m_h": 0.0, "alpha_fe": 0.0}``.
+    url : str, optional
+        The URL (or path) that was tried.
+    """
+
+    def __init__(self, message, *, point=None, url=None):
+        super().__init__(message)
+        self.point = point
+        self.url = url
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class GridDownloadError(OSError):
+    """A grid file could not be transferred (network error, short transfer, HTTP error).
+
+    ``url`` names the file; ``partial`` is the kept ``.part`` file (or None).
+    """
+
+    def __init__(self, message, *, url=None, partial=None):
+        super().__init__(message)
+        self.url = url
+        self.partial = partial
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+class InvalidGridFile(ValueError):
+    """A downloaded or local grid file is not a valid FITS file of the expected kind."""
+
+
+# ---------------------------------------------------------------------- names
+def phoenix_relpath(teff, logg, m_h, alpha=0.0):
+    """Path of a PHOENIX HiRes model below `PHOENIX_BASE_URL` (or a mirror).
+
+    Parameters
+    ----------
+    teff : float
+        Effective temperature [K], a PHOENIX grid value.
+    logg : float
+        Surface gravity [dex].
+    m_h : float
+        Metallicity [M/H] [dex].
+    alpha : float, optional
+        [alpha/M] [dex].
+
+    Returns
+    -------
+    str
+        ``"PHOENIX-ACES-AGSS-COND-2011/<phoenix_subdir>/<phoenix_filename>"``, e.g.
+        ``.../Z-0.0/lte05800-4.50-0.0.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits``.
+
+    Raises
+    ------
+    ValueError
+        If the values are not PHOENIX grid values (see `stellarml.io.phoenix.phoenix_filename`).
+    """
+    name = phoenix_filename(teff, logg, m_h, alpha)
+    return f"{PHOENIX_GRID_DIR}/{phoenix_subdir(m_h, alpha)}/{name}"
+
+
+def kurucz_relpath(teff, m_h, atlas="ck04"):
+    """Path of a STScI atlas file below `KURUCZ_BASE_URL` (or a mirror).
+
+    Parameters
+    ----------
+    teff : float
+        Effective temperature [K], a grid value of the atlas.
+    m_h : float
+        Metallicity log Z [dex].
+    atlas : {"ck04", "k93"}, optional
+        Castelli & Kurucz 2004 (default) or Kurucz 1993.
+
+    Returns
+    -------
+    str
+        E.g. ``"ck04models/ckp00/ckp00_5000.fits"``.
+    """
+    name = kurucz_filename(teff, m_h, atlas)
+    return f"{KURUCZ_ATLAS_DIRS[atlas]}/{kurucz_subdir(m_h, atlas)}/{name}"
+
+
+def grid_url(base_url, relpath):
+    """Join a base URL and a relative grid path (exactly one ``/`` between them).
+
+    Parameters
+    ----------
+    base_url : str
+        E.g. `PHOENIX_BASE_URL` or ``"http://127.0.0.1:8000/HiResFITS"``.
+    relpath : str
+        A path from `phoenix_relpath` / `kurucz_relpath`.
+
+    Returns
+    -------
+    str
+    """
+    if not isinstance(base_url, str) or not re.match(r"^https?://", base_url):
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
+    return base_url.rstrip("/") + "/" + relpath.lstrip("/")
+
+
+def _point_text(point):
+    if not point:
+        return "the file"
+    return ", ".join(f"{k}={v:g}" for k, v in point.items())
+
+
+# ---------------------------------------------------------------------- validation
+def _check_phoenix(hdul, point, where):
+    header = hdul[0].header
+    data = hdul[0].data
+    if data is None or data.ndim != 1 or data.size < 2:
+        raise InvalidGridFile(f"{where}: a PHOENIX model must have a 1-D primary image")
+    values = {}
+    for key, name in (("PHXTEFF", "teff"), ("PHXLOGG", "logg"), ("PHXM_H", "m_h")):
+        if not isinstance(header.get(key), int | float):
+            raise InvalidGridFile(f"{where}: header keyword {key} missing or not a number")
+        values[name] = float(header[key])
+    values["alpha_fe"] = float(header.get("PHXALPHA", 0.0))
+    if not np.all(np.isfinite(data)):
+        raise InvalidGridFile(f"{where}: the PHOENIX flux has non-finite values")
+    _check_point(values, point, where)
+
+
+def _check_phoenix_wavelength(hdul, point, where):
+    data = hdul[0].data
+    if data is None or data.ndim != 1 or data.size < 2:
+        raise InvalidGridFile(f"{where}: the PHOENIX wavelength file must hold a 1-D image")
+    wave = np.asarray(data, dtype=np.float64)
+    if not (np.all(np.isfinite(wave)) and np.all(np.diff(wave) > 0)):
+        raise InvalidGridFile(f"{where}: PHOENIX wavelengths must be finite and increasing")
+
+
+def _check_kurucz(hdul, point, where):
+    spec = read_kurucz_batch(hdul)
+    values = {"teff": spec.meta["teff"].value, "m_h": spec.meta["m_h"].value}
+    _check_point(values, None if point is None else {k: point[k] for k in values}, where)
+
+
+def _check_point(values, point, where):
+    if point is None:
+        return
+    wrong = [
+        f"{name}: expected {point[name]:g}, file has {values[name]:g}"
+        for name in point
+        if name in values and abs(values[name] - point[name]) > 1e-6
+    ]
+    if wrong:
+        raise InvalidGridFile(f"{where}: not the requested grid point ({'; '.join(wrong)})")
+
+
+_CHECKS = {
+    "phoenix": _check_phoenix,
+    "phoenix_wavelength": _check_phoenix_wavelength,
+    "kurucz": _check_kurucz,
+}
+
+
+def validate_grid_file(path, kind, point=None, *, where=None):
+    """Check that a file is a complete, readable grid FITS file of the expected kind.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    kind : {"phoenix", "phoenix_wavelength", "kurucz"}
+        A PHOENIX HiRes model, the PHOENIX wavelength file, or a STScI atlas file.
+    point : dict, optional
+        The grid point the file must hold (``teff``, ``logg``, ``m_h``,
+        ``alpha_fe`` for PHOENIX; ``teff``, ``m_h`` for Kurucz), compared with
+        the header labels.
+    where : str, optional
+        Name used in messages (e.g. the URL); default the path.
+
+    Raises
+    ------
+    InvalidGridFile
+        If the file is not FITS, is truncated, lacks the expected structure or
+        keywords, has non-finite values or holds another grid point.
+    """
+    if kind not in _CHECKS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    where = where or str(path)
+    try:
+        with (
+            open(path, "rb") as fh,
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always")
+            with fits.open(fh, memmap=False, lazy_load_hdus=False) as hdul:
+                info = hdul.fileinfo(len(hdul) - 1)
+                expected = info["datLoc"] + info["datSpan"]
+                actual = os.fstat(fh.fileno()).st_size
+                if actual < expected:
+                    raise InvalidGridFile(
+                        f"{where}: truncated FITS file ({actual} bytes, its headers "
+                        f"describe {expected})"
+                    )
+                _CHECKS[kind](hdul, point, where)
+    except InvalidGridFile:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InvalidGridFile(f"{where}: not a readable {kind} FITS file ({exc})") from None
+    truncated = [str(w.message) for w in caught if "truncated" in str(w.message).lower()]
+    if truncated:
+        raise InvalidGridFile(f"{where}: truncated FITS file ({truncated[0]})")
+
+
+# ---------------------------------------------------------------------- transfer
+@contextlib.contextmanager
+def _locked(path):
+    """Exclusive advisory lock on ``path`` (created if needed); no-op without fcntl."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove(*paths):
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _read_note(note, url):
+    try:
+        info = json.loads(note.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("url") != url:
+        return None
+    if not (info.get("etag") or info.get("last_modified")):
+        return None
+    return info
+
+
+def _user_agent():
+    from .. import __version__
+
+    return f"stellarml/{__version__} (+astropy download cache)"
+
+
+def _content_range(value):
+    match = re.match(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", value or "")
+    if match is None:
+        return None
+    total = None if match[3] == "*" else int(match[3])
+    return int(match[1]), total
+
+
+def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
+    """Download ``url`` into ``part``, resuming it when possible.
+
+    Returns when ``part`` holds the complete file; raises `GridPointNotFound`,
+    or `GridDownloadError` (keeping ``part`` for the next attempt).
+    """
+    note = part.with_name(part.name + ".json")
+    have = part.stat().st_size if part.exists() else 0
+    info = _read_note(note, url) if have else None
+    headers = {"User-Agent": _user_agent(), "Accept": "*/*"}
+    if info is not None:
+        headers["Range"] = f"bytes={have}-"
+        headers["If-Range"] = info.get("etag") or info["last_modified"]
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code in (404, 410):
+            _remove(part, note)
+            raise GridPointNotFound(
+                f"grid point {_point_text(point)} does not exist: {url} answered HTTP "
+                f"{exc.code} ({exc.reason}); the grid is ragged at its edges, choose labels "
+                "whose bracketing models exist",
+                point=point,
+                url=url,
+            ) from None
+        if exc.code == 416 and info is not None and _retry:
+            _remove(part, note)  # the partial file is not a prefix of the remote one
+            return _transfer(
+                url,
+                part,
+                timeout=timeout,
+                show_progress=show_progress,
+                desc=desc,
+                point=point,
+                _retry=False,
+            )
+        raise GridDownloadError(
+            f"downloading {url} failed: HTTP {exc.code} ({exc.reason})", url=url
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise GridDownloadError(f"cannot download {url}: {reason}", url=url) from exc
+    with response:
+        status = response.status
+        start = 0
+        total = None
+        if status == 206:
+            parsed = _content_range(response.headers.get("Content-Range"))
+            if parsed is None or parsed[0] != have:
+                raise GridDownloadError(
+                    f"{url}: the server answered the resume request with an unexpected "
+                    f"Content-Range {response.headers.get('Content-Range')!r}",
+                    url=url,
+                )
+            start, total = parsed
+        else:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        note.write_text(
+            json.dumps(
+                {
+                    "url": url,
+                    "etag": response.headers.get("ETag"),
+                    "last_modified": response.headers.get("Last-Modified"),
+                    "length": total,
+                }
+            )
+        )
+        done = start
+        try:
+            with (
+                open(part, "ab" if start else "wb") as fh,
+                tqdm(
+                    total=total,
+                    initial=start,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=desc,
+                    disable=not show_progress,
+                    leave=False,
+                ) as bar,
+            ):
+                while True:
+                    block = response.read(_BLOCK)
+                    if not block:
+                        break
+                    fh.write(block)
+                    done += len(block)
+                    bar.update(len(block))
+        except OSError as exc:
+            raise GridDownloadError(
+                f"transfer of {url} interrupted after {done} bytes ({exc}); the partial "
+                f"file {part} is kept and the next download resumes it",
+                url=url,
+                partial=part,
+            ) from exc
+    if total is not None and done != total:
+        raise GridDownloadError(
+            f"transfer of {url} stopped after {done} of {total} bytes; the partial file "
+            f"{part} is kept and the next download resumes it",
+            url=url,
+            partial=part,
+        )
+    return part
+
+
+def _partial_path(url, pkgname):
+    digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return get_cache_dir_path(pkgname) / "download" / _PARTIAL_DIR / f"{digest}.part"
+
+
+def fetch_grid_file(
+    relpath,
+    *,
+    base_url,
+    kind,
+    point=None,
+    mirror=None,
+    show_progress=True,
+    timeout=None,
+    pkgname="astropy",
+):
+    """Local path of a grid file, downloading (resumably) and validating it if needed.
+
+    Parameters
+    ----------
+    relpath : str
+        Path below ``base_url`` (see `phoenix_relpath`, `kurucz_relpath`).
+    base_url : str
+        Server (or mirror) URL, ``http://`` or ``https://``.
+    kind : {"phoenix", "phoenix_wavelength", "kurucz"}
+        What the file must be (`validate_grid_file`).
+    point : dict, optional
+        Grid point the file must hold; named in errors.
+    mirror : str or path-like, optional
+        Keep the file at ``mirror / relpath`` instead of the astropy cache.
+    show_progress : bool, optional
+        Show a tqdm progress bar (stderr) while downloading.
+    timeout : float, optional
+        Socket timeout [s]; default ``astropy.utils.data.conf.remote_timeout``.
+    pkgname : str, optional
+        Astropy cache namespace (default ``"astropy"``, the shared cache).
+
+    Returns
+    -------
+    `~pathlib.Path`
+        The file: ``mirror / relpath``, or the astropy cache's ``contents`` file
+        for the URL (its name is not the grid file name).
+
+    Raises
+    ------
+    GridPointNotFound
+        The server has no such file (HTTP 404/410).
+    GridDownloadError
+        Network or HTTP failure, or an interrupted transfer (resumable).
+    InvalidGridFile
+        The complete file is not a valid grid file; it was discarded.
+    """
+    url = grid_url(base_url, relpath)
+    if mirror is not None:
+        dest = Path(mirror) / relpath
+        if dest.is_file():
+            return dest
+        part = dest.with_name(dest.name + ".part")
+    else:
+        if astropy_data.is_url_in_cache(url, pkgname=pkgname, on_missing="ignore"):
+            return Path(astropy_data.download_file(url, cache=True, pkgname=pkgname))
+        dest = None
+        part = _partial_path(url, pkgname)
+    if not astropy_data.conf.allow_internet:
+        raise GridDownloadError(
+            f"{url} is not available locally and astropy.utils.data.conf.allow_internet is False",
+            url=url,
+        )
+    timeout = astropy_data.conf.remote_timeout if timeout is None else timeout
+    part.parent.mkdir(parents=True, exist_ok=True)
+    lock = part.with_name(part.name + ".lock")
+    note = part.with_name(part.name + ".json")
+    with _locked(lock):
+        # another process may have finished the same file while we waited
+        if dest is not None and dest.is_file():
+            return dest
+        if dest is None and astropy_data.is_url_in_cache(url, pkgname=pkgname, on_missing="ignore"):
+            return Path(astropy_data.download_file(url, cache=True, pkgname=pkgname))
+        try:
+            _transfer(
+                url,
+                part,
+                timeout=timeout,
+                show_progress=show_progress,
+                desc=relpath.rsplit("/", 1)[-1],
+                point=point,
+            )
+        except GridPointNotFound:
+            _remove(lock)
+            raise
+        try:
+            validate_grid_file(part, kind, point, where=url)
+        except InvalidGridFile:
+            _remove(part, note, lock)
+            raise
+        if dest is not None:
+            os.replace(part, dest)
+            result = dest
+        else:
+            result = Path(
+                astropy_data.import_file_to_cache(
+                    url, str(part), remove_original=True, pkgname=pkgname
+                )
+            )
+        # The lock file goes only after success: after a failure the next attempt must
+        # lock the same file, or two processes could resume into one .part file.
+        _remove(note, lock)
+    return result
+
+
+def fetch_phoenix(
+    teff,
+    logg,
+    m_h,
+    alpha=0.0,
+    *,
+    base_url=PHOENIX_BASE_URL,
+    mirror=None,
+    show_progress=True,
+    timeout=None,
+    pkgname="astropy",
+):
+    """Local path of one PHOENIX-ACES HiRes model, downloaded on first use.
+
+    Parameters
+    ----------
+    teff, logg, m_h, alpha : float
+        Grid point [K, dex, dex, dex] (PHOENIX grid values).
+    base_url : str, optional
+        The ``HiResFITS/`` folder URL (default `PHOENIX_BASE_URL`).
+    mirror, show_progress, timeout, pkgname
+        See `fetch_grid_file`.
+
+    Returns
+    -------
+    `~pathlib.Path`
+
+    Raises
+    ------
+    GridPointNotFound
+        If the model does not exist on the server (the grid is ragged).
+    GridDownloadError, InvalidGridFile
+        See `fetch_grid_file`.
+    """
+    point = {"teff": float(teff), "logg": float(logg), "m_h": float(m_h), "alpha_fe": float(alpha)}
+    return fetch_grid_file(
+        phoenix_relpath(teff, logg, m_h, alpha),
+        base_url=base_url,
+        kind="phoenix",
+        point=point,
+        mirror=mirror,
+        show_progress=show_progress,
+        timeout=timeout,
+        pkgname=pkgname,
+    )
+
+
+def fetch_phoenix_wavelength(
+    *, base_url=PHOENIX_BASE_URL, mirror=None, show_progress=True, timeout=None, pkgname="astropy"
+):
+    """Local path of ``WAVE_PHOENIX-ACES-AGSS-COND-2011.fits``, downloaded on first use.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        The ``HiResFITS/`` folder URL, which holds the wavelength file.
+    mirror, show_progress, timeout, pkgname
+        See `fetch_grid_file`.
+
+    Returns
+    -------
+    `~pathlib.Path`
+    """
+    return fetch_grid_file(
+        PHOENIX_WAVE_FILENAME,
+        base_url=base_url,
+        kind="phoenix_wavelength",
+        mirror=mirror,
+        show_progress=show_progress,
+        timeout=timeout,
+        pkgname=pkgname,
+    )
+
+
+def fetch_kurucz(
+    teff,
+    m_h,
+    atlas="ck04",
+    *,
+    base_url=KURUCZ_BASE_URL,
+    mirror=None,
+    show_progress=True,
+    timeout=None,
+    pkgname="astropy",
+):
+    """Local path of one STScI Kurucz atlas file (all gravities), downloaded on first use.
+
+    Parameters
+    ----------
+    teff, m_h : float
+        Effective temperature [K] and metallicity [dex] (atlas grid values).
+    atlas : {"ck04", "k93"}, optional
+        Which atlas.
+    base_url : str, optional
+        The STScI ``grid/`` folder URL (default `KURUCZ_BASE_URL`).
+    mirror, show_progress, timeout, pkgname
+        See `fetch_grid_file`.
+
+    Returns
+    -------
+    `~pathlib.Path`
+    """
+    return fetch_grid_file(
+        kurucz_relpath(teff, m_h, atlas),
+        base_url=base_url,
+        kind="kurucz",
+        point={"teff": float(teff), "m_h": float(m_h)},
+        mirror=mirror,
+        show_progress=show_progress,
+        timeout=timeout,
+        pkgname=pkgname,
+    )
