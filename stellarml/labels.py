@@ -63,7 +63,9 @@ def register_label(spec):
 
 
 for _spec in (
-    LabelSpec("teff", u.K, "phys.temperature.effective", "Effective temperature", (2000.0, 60000.0)),
+    LabelSpec(
+        "teff", u.K, "phys.temperature.effective", "Effective temperature", (2000.0, 60000.0)
+    ),
     LabelSpec(
         "logg",
         u.dex,
