@@ -22,9 +22,10 @@ import torch
 from astropy.table import QTable
 
 from stellarml import __version__
+from stellarml.io.asdf import read_model
 from stellarml.libraries import PolynomialEmulatorLibrary
 from stellarml.spectra import log_lambda_grid
-from stellarml.training.pipeline import load_config, train_from_config
+from stellarml.training.pipeline import fine_tune, load_config, train_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,11 @@ def main(argv=None):
         default=REPO / "benchmarks" / "out" / "remap-optical-r2000-pretrained.asdf",
         help="also write the pre-trained (not fine-tuned) model here, for benchmarks",
     )
+    p.add_argument(
+        "--from-pretrained",
+        default=None,
+        help="skip pre-training: fine-tune this pre-trained model (as written by --pretrained)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -98,14 +104,20 @@ def main(argv=None):
     cfg = load_config(args.config)
     build_examples(cfg, args.examples)
     t0 = time.perf_counter()
-    Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
-    model = train_from_config(cfg, progress=not args.quiet, pretrained_output=args.pretrained)
+    if args.from_pretrained:
+        model = read_model(args.from_pretrained)
+        fine_tune(model, cfg, progress=not args.quiet)
+        model.provenance_["config"] = cfg
+    else:
+        Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
+        model = train_from_config(cfg, progress=not args.quiet, pretrained_output=args.pretrained)
     model.provenance_["build"] = {
         "script": "scripts/build_default_model.py",
         "wall_time_s": round(time.perf_counter() - t0, 1),
         "machine": f"{platform.machine()} {platform.processor()} threads={args.threads}",
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
+        "from_pretrained": str(args.from_pretrained or ""),
     }
     model.write(args.output)
     print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.2f} MB)")

@@ -132,8 +132,15 @@ def _compute_label_table(model, batch, *, device, batch_size):
     summary_keys = ("median", "mode", "mean", "p16", "p84", "err_lo", "err_hi")
     summaries = {name: {key: np.full(n, np.nan) for key in summary_keys} for name in names}
     if good.any():
+        # rows flagged NO_UNCERTAINTY get a noise estimate from the flux (DER_SNR)
+        # inside the model, because the network reads the S/N
         result = model.predict_prepared(
-            batch.flux[good], batch.ivar[good], batch_size=batch_size, device=device
+            batch.flux[good],
+            batch.ivar[good],
+            flags=flags[good],
+            batch_size=batch_size,
+            device=device,
+            return_pdf=False,
         )
         for name in names:
             for key in summary_keys:
@@ -146,20 +153,38 @@ def _compute_label_table(model, batch, *, device, batch_size):
             extra[np.asarray(result["domain_distance"]) > threshold] |= int(
                 LabelFlag.OUTSIDE_TRAINING_DOMAIN
             )
-        min_snr = getattr(model, "min_snr", None)
+        estimated = np.asarray(result.get("estimated_snr", np.full(int(good.sum()), np.nan)))
+        snr = np.asarray(batch.snr, dtype=float).copy()
+        fill = good.copy()
+        fill[good] = np.isfinite(estimated)
+        snr[fill] = estimated[np.isfinite(estimated)]
+        min_snr = _min_training_snr(model)
         if min_snr is not None:
-            snr_good = np.asarray(batch.snr)[good]
+            snr_good = snr[good]
             extra[np.isfinite(snr_good) & (snr_good < min_snr)] |= int(LabelFlag.LOW_SNR)
         flags[good] |= extra
+    else:
+        snr = np.asarray(batch.snr, dtype=float)
     return build_label_table(
         model.label_specs,
         summaries,
         flags=flags,
-        snr=batch.snr,
+        snr=snr,
         rv=batch.rv,
         meta=_table_meta(model),
         messages=batch.messages,
     )
+
+
+def _min_training_snr(model):
+    """Lowest S/N per pixel the model was trained on (its noise augmentation), or None."""
+    try:
+        augment = model.get_config()["training"]["augment"]
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if not augment or augment.get("snr") is None:
+        return None
+    return float(np.min(augment["snr"]))
 
 
 def _table_meta(model):

@@ -136,7 +136,7 @@ def test_bad_arguments(model, examples):
         derive_labels(spectra, model=42)
     with pytest.raises(TypeError):
         derive_labels(12345, model=model)
-    with pytest.raises(KeyError, match="no shipped model"):
+    with pytest.raises(FileNotFoundError, match="no shipped model named 'no-such-model'"):
         derive_labels(spectra, model="no-such-model")
 
 

@@ -138,6 +138,10 @@ def test_atomic_write_and_compression(toy, tmp_path):
     path = tmp_path / "m.asdf"
     write_model(model, path, compression="zlib")
     assert sorted(os.listdir(tmp_path)) == ["m.asdf"]
+    # readable by others like any file the user writes (not mkstemp's 0600)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     back = read_model(path)
     np.testing.assert_array_equal(
         _predict(back, flux, ivar)["teff"]["median"], _predict(model, flux, ivar)["teff"]["median"]

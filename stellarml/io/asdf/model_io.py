@@ -108,6 +108,10 @@ def write_model(model, path, *, compression=None):
             asdf.AsdfFile(tree).write_to(fh, all_array_compression=compression)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except ValidationError as exc:
         raise ModelFileError(
