@@ -43,9 +43,11 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import scipy.sparse as sp
+from astropy.io import fits
 from astropy.table import QTable
 from specutils import Spectrum
 
+from ..io._common import header_float, parse_unit
 from ..io.kurucz import (
     CK04_LOGG,
     CK04_M_H,
@@ -65,7 +67,6 @@ from ..io.phoenix import (
     PHOENIX_TEFF,
     PHOENIX_WAVE_FILENAME,
     parse_phoenix_filename,
-    read_phoenix,
     read_phoenix_wavelength,
 )
 from ..labels import get_label
@@ -734,6 +735,7 @@ class PhoenixLibrary(GridLibrary):
                     )
                 keep = slice(i0, i1)
             self._keep = keep
+            self._full_npix = wave.size
             self._wave_cache = np.array(wave[keep])
         return self._wave_cache
 
@@ -777,14 +779,48 @@ class PhoenixLibrary(GridLibrary):
             timeout=self.timeout,
         )
 
+    def _read_flux(self, path, point):
+        """The window of one model's flux [PHOENIX_FLUX_UNIT], checking its header.
+
+        Reads only the window (``ImageHDU.section``), not the 1.6 million pixels
+        and not through a `~specutils.Spectrum` (`read_phoenix` does both): a
+        grid needs thousands of files.
+        """
+        wave = self._wave_window()
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            hdu = hdul[0]
+            header = hdu.header
+            if header.get("NAXIS") != 1 or header.get("NAXIS1") != self._full_npix:
+                raise ValueError(
+                    f"{path}: expected a 1-D PHOENIX flux image of {self._full_npix} pixels "
+                    f"(the wavelength file's length), got NAXIS1={header.get('NAXIS1')}"
+                )
+            found = [
+                header_float(header, key, 0.0 if key == "PHXALPHA" else None)
+                for key in ("PHXTEFF", "PHXLOGG", "PHXM_H", "PHXALPHA")
+            ]
+            if any(v is None or abs(v - p) > 1e-6 for v, p in zip(found, point, strict=True)):
+                raise ValueError(
+                    f"{path}: header labels (PHXTEFF, PHXLOGG, PHXM_H, PHXALPHA) = {found} "
+                    f"are not the grid point {tuple(float(v) for v in point)}"
+                )
+            bunit = header.get("BUNIT")
+            scale = 1.0
+            if bunit:
+                unit = parse_unit(bunit)
+                if not unit.is_equivalent(self.flux_unit):
+                    raise ValueError(f"{path}: BUNIT = {bunit!r} is not a flux per wavelength")
+                scale = unit.to(self.flux_unit)
+            flux = np.asarray(hdu.section[self._keep], dtype=np.float32)
+        if flux.shape != wave.shape:
+            raise ValueError(f"{path}: could not read {wave.size} flux values")
+        return flux * np.float32(scale) if scale != 1.0 else flux
+
     def _load_points(self, points):
         wave = self._wave_window()
         out = np.empty((len(points), wave.size), dtype=np.float32)
-        wave_file = self._wavelength_file()
         for i, point in enumerate(points):
-            spec = read_phoenix(self._path(point), wave_file)
-            flux = np.asarray(spec.flux.to_value(self.flux_unit))
-            out[i] = flux[self._keep]
+            out[i] = self._read_flux(self._path(point), point)
         return out
 
 

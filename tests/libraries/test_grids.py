@@ -12,6 +12,7 @@ from grid_fixtures import (
     kurucz_wavelengths,
     phoenix_relpath,
     write_kurucz_file,
+    write_phoenix_flux,
     write_phoenix_tree,
 )
 
@@ -294,3 +295,15 @@ def test_constructor_errors(tmp_path):
         KuruczLibrary(tmp_path)
     with pytest.raises(ValueError, match="atlas must be"):
         KuruczLibrary(tmp_path, atlas="marcs")
+
+
+def test_mislabelled_or_malformed_model_files_are_refused(tmp_path):
+    wave, paths = write_phoenix_tree(tmp_path, [(5000.0, 4.5, 0.0, 0.0), (5100.0, 4.5, 0.0, 0.0)])
+    write_phoenix_flux(paths[(5100.0, 4.5, 0.0, 0.0)], wave, 5100.0, 4.5, 0.0, header_teff=5200.0)
+    grid = PhoenixLibrary(tmp_path)
+    grid.spectrum(5000.0, 4.5, 0.0)
+    with pytest.raises(ValueError, match="are not the grid point"):
+        grid.spectrum(5050.0, 4.5, 0.0)
+    write_phoenix_flux(paths[(5100.0, 4.5, 0.0, 0.0)], wave[:-5], 5100.0, 4.5, 0.0)
+    with pytest.raises(ValueError, match="expected a 1-D PHOENIX flux image"):
+        grid.spectrum(5100.0, 4.5, 0.0)
