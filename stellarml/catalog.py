@@ -428,6 +428,7 @@ def read_label_votable(source, *, table_id=None):
     else:
         element = votable.get_table_by_id(table_id)
     plain = element.to_table(use_names_over_ids=True)
+    _forget_shadowing_vounits()
     for col in plain.itercols():
         if col.unit is not None:
             col.unit = _astropy_unit(col.unit)
@@ -512,6 +513,29 @@ def _astropy_unit(unit):
         if not isinstance(known, u.UnrecognizedUnit):
             return known
     return unit
+
+
+def _forget_shadowing_vounits():
+    """Undo astropy's VOUnit side effect of parsing a quoted unit such as ``'dex'``.
+
+    Parsing ``'dex'`` defines a custom VOUnit named both ``'dex'`` and ``dex``
+    in ``astropy.units.format.VOUnit._custom_units``; from then on, in the
+    whole process, ``u.dex.to_string("vounit")`` gives ``dex`` and parsing
+    ``dex`` gives the custom unit, so e.g. asdf-astropy writes ``u.dex``
+    Quantities that read back as a different unit. The custom units whose
+    names shadow units astropy knows are removed again (this module turns them
+    back into the astropy units itself, see `_astropy_unit`).
+    """
+    from astropy.units.format import VOUnit
+
+    custom = getattr(VOUnit, "_custom_units", None)
+    if not isinstance(custom, dict):
+        return
+    for name in list(custom):
+        bare = name[1:-1] if len(name) > 2 and name[0] == name[-1] == "'" else name
+        known = u.Unit(bare, parse_strict="silent")
+        if not isinstance(known, u.UnrecognizedUnit) and custom[name] is not known:
+            del custom[name]
 
 
 def _register_io():
