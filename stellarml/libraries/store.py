@@ -39,6 +39,7 @@ which reads the file but keeps memory at one chunk.
 
 import datetime
 import os
+import warnings
 from pathlib import Path
 
 import asdf
@@ -91,6 +92,30 @@ def _plain(value, where):
     )
 
 
+def _generic_unit(unit):
+    """``unit`` re-read from its name in astropy's generic format.
+
+    asdf-astropy writes units in VOUnit syntax where it can. VOUnit has no
+    ``dex``: a fresh process reads ``dex`` back as a prefixed unit, and one that
+    has read a VOTable with a ``'dex'`` column as a custom unit, neither
+    convertible to `astropy.units.dex`. The generic-format name is unambiguous.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        try:
+            fixed = u.Unit(unit.to_string(), format="generic", parse_strict="silent")
+        except (ValueError, u.UnitsError):
+            return unit
+    if isinstance(fixed, u.UnrecognizedUnit) or fixed == unit:
+        return unit
+    return fixed
+
+
+def _fix_quantity(value):
+    unit = _generic_unit(value.unit)
+    return value if unit is value.unit else u.Quantity(value.value, unit)
+
+
 def _materialise(value):
     """Copy small arrays of a meta tree out of the file (lazy blocks -> ndarray)."""
     if isinstance(value, dict):
@@ -98,7 +123,7 @@ def _materialise(value):
     if isinstance(value, list):
         return [_materialise(item) for item in value]
     if isinstance(value, u.Quantity):
-        return value.copy()
+        return _fix_quantity(value.copy())
     if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Table):
         return np.array(value)
     return value
@@ -351,6 +376,9 @@ def read_library(path, *, lazy=True):
                 f"(this stellarml reads {FORMAT_VERSION.split('.')[0]}.x)"
             )
         labels = QTable(tree["labels"])
+        for name in labels.colnames:
+            if isinstance(labels[name], u.Quantity):
+                labels[name] = _fix_quantity(labels[name])
         flux = np.asarray(tree["flux"]) if lazy else np.array(tree["flux"])
         ivar = tree.get("ivar")
         if ivar is not None:
@@ -366,11 +394,11 @@ def read_library(path, *, lazy=True):
         fwhm = tree.get("fwhm")
         return cls(
             labels,
-            u.Quantity(tree["wavelength"], u.AA),
+            _fix_quantity(u.Quantity(tree["wavelength"])),
             flux,
             ivar,
             medium=tree["medium"],
             resolution=tree.get("resolution"),
-            fwhm=None if fwhm is None else u.Quantity(fwhm),
+            fwhm=None if fwhm is None else _fix_quantity(u.Quantity(fwhm)),
             meta=meta,
         )

@@ -9,7 +9,12 @@ import pytest
 from astropy.table import QTable
 
 from stellarml.libraries import ObservedLibrary, SpectralLibrary
-from stellarml.libraries.store import LibraryStoreWriter, read_library, write_library
+from stellarml.libraries.store import (
+    LibraryStoreWriter,
+    _generic_unit,
+    read_library,
+    write_library,
+)
 
 
 def _library(n=40, npix=300, *, ivar=True, cls=SpectralLibrary, seed=0):
@@ -77,6 +82,19 @@ def test_round_trip(tmp_path, lazy):
     assert (_memmap_base(back.flux) is not None) == lazy
     # it still works as a library
     assert len(back.degrade(resolution=1000)) == len(lib)
+
+
+def test_dex_labels_survive_a_votable_dex_registration(tmp_path):
+    """After a VOTable with a quoted 'dex' unit was read, VOUnit writes dex ambiguously."""
+    lib = _library(n=3, npix=20)
+    u.Unit("'dex'", format="vounit")  # what astropy's VOTable reader does
+    back = read_library(write_library(lib, tmp_path / "dex.asdf"))
+    assert back.labels["logg"].unit == u.dex and back.labels["fe_h"].unit == u.dex
+    np.testing.assert_array_equal(back.label_array(), lib.label_array())
+    # a fresh process parses the VOUnit "dex" as deci-"ex": repaired by its name too
+    deci_ex = u.PrefixUnit(["dex"], represents=u.Unit(0.1))
+    assert _generic_unit(deci_ex) == u.dex
+    assert _generic_unit(u.km / u.s) == u.km / u.s
 
 
 def test_subclass_dtype_and_no_ivar(tmp_path):
