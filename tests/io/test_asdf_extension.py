@@ -94,11 +94,19 @@ def test_label_spec_dex_survives_vounit_registration():
     then tag it as a VOUnit that reads back as the custom unit. The converter
     must still write the astropy tag.
     """
+    from stellarml.catalog import _forget_shadowing_vounits
+
     u.Unit("'dex'", format="vounit")  # what astropy's VOTable reader does
-    tree, raw = roundtrip({"spec": LABELS["logg"], "specs": list(LABELS.values())})
-    assert tree["spec"].unit == u.dex
-    assert tree["specs"] == list(LABELS.values())
-    assert b"!unit/unit-1.0.0 dex" not in raw
+    try:
+        tree, raw = roundtrip({"spec": LABELS["logg"], "specs": list(LABELS.values())})
+        assert tree["spec"].unit == u.dex
+        assert tree["specs"] == list(LABELS.values())
+        assert b"!unit/unit-1.0.0 dex" not in raw
+    finally:
+        # the process-wide side effect must not leak into other tests
+        _forget_shadowing_vounits()
+    with pytest.raises(ValueError, match="not supported by the VOUnit standard"):
+        u.dex.to_string("vounit")  # astropy's normal state is back
 
 
 def _yaml_file(body):
