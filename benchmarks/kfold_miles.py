@@ -47,11 +47,18 @@ def main(argv=None):
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--freeze", default=None, help="override [fine_tune] freeze")
+    p.add_argument("--epochs", type=int, default=None, help="override [fine_tune] epochs")
+    p.add_argument("--lr", type=float, default=None, help="override [fine_tune] lr")
+    p.add_argument("--tag", default="", help="suffix of the output file name")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     pretrained = read_model(args.pretrained)
     cfg = pretrained.provenance_["config"]
+    for key in ("freeze", "epochs", "lr"):
+        if getattr(args, key) is not None:
+            cfg["fine_tune"][key] = getattr(args, key)
     names = pretrained.label_names
     miles = build_finetune_library(cfg)
     miles = miles[in_bins(pretrained, miles)]
@@ -92,6 +99,7 @@ def main(argv=None):
         "pretrained": str(args.pretrained),
         "folds": args.folds,
         "seed": args.seed,
+        "fine_tune": {k: cfg["fine_tune"].get(k) for k in ("freeze", "epochs", "lr")},
         "n_stars": n,
         "environment": environment(),
         "wall_time_s": time.perf_counter() - t0,
@@ -104,7 +112,7 @@ def main(argv=None):
             "after": {k: v.tolist() for k, v in pred["after"].items()},
         },
     }
-    path = save("kfold_miles.json", payload)
+    path = save(f"kfold_miles{args.tag}.json", payload)
     for stage in ("before", "after"):
         print(f"\n{stage} fine-tuning (bias / robust sigma, n)")
         for group, res in results[stage].items():
