@@ -92,13 +92,26 @@ def _plain(value, where):
     )
 
 
+def _normal_vounits():
+    """Undo astropy's process-wide VOUnit side effect of parsing ``'dex'`` or ``dex``.
+
+    Once a VOTable with a ``'dex'`` column was read (or a VOUnit ``dex`` parsed,
+    which astropy takes as deci-"ex"), VOUnit accepts `astropy.units.dex` and
+    asdf-astropy writes it as a VOUnit ``dex`` that reads back as another unit.
+    Without the side effect asdf-astropy writes ``dex`` with astropy's own tag.
+    """
+    from ..catalog import _forget_shadowing_vounits
+
+    _forget_shadowing_vounits()
+
+
 def _generic_unit(unit):
     """``unit`` re-read from its name in astropy's generic format.
 
-    asdf-astropy writes units in VOUnit syntax where it can. VOUnit has no
-    ``dex``: a fresh process reads ``dex`` back as a prefixed unit, and one that
-    has read a VOTable with a ``'dex'`` column as a custom unit, neither
-    convertible to `astropy.units.dex`. The generic-format name is unambiguous.
+    Stores written while astropy's VOUnit side effect was in force (see
+    `_normal_vounits`) hold ``dex`` as a VOUnit, which a fresh process reads
+    back as deci-"ex" and a polluted one as a custom unit, neither convertible
+    to `astropy.units.dex`. The generic-format name is unambiguous.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", u.UnitsWarning)
@@ -206,6 +219,7 @@ def write_library(library, path, *, dtype=None, overwrite=False):
         }
     )
     part = path.with_name(path.name + ".part")
+    _normal_vounits()
     try:
         asdf.AsdfFile({_KEY: tree}).write_to(part)
         os.replace(part, path)
@@ -296,6 +310,7 @@ class LibraryStoreWriter:
         self._fh = None
 
     def __enter__(self):
+        _normal_vounits()
         self._fh = open(self._part, "wb")
         asdf.AsdfFile({_KEY: self._tree}).write_to(self._fh)
         return self
@@ -379,10 +394,13 @@ def read_library(path, *, lazy=True):
         for name in labels.colnames:
             if isinstance(labels[name], u.Quantity):
                 labels[name] = _fix_quantity(labels[name])
-        flux = np.asarray(tree["flux"]) if lazy else np.array(tree["flux"])
+        # ``[...]`` gives a view of asdf's memory map itself: an array made from the lazy
+        # proxy object would keep the proxy as its base, and the proxy fails on any
+        # attribute access once the file is closed and its block reader collected.
+        flux = np.asarray(tree["flux"][...]) if lazy else np.array(tree["flux"])
         ivar = tree.get("ivar")
         if ivar is not None:
-            ivar = np.asarray(ivar) if lazy else np.array(ivar)
+            ivar = np.asarray(ivar[...]) if lazy else np.array(ivar)
         if flux.ndim != 2 or flux.shape[0] != len(labels):
             raise ValueError(
                 f"{path}: truncated or inconsistent store: flux has shape {flux.shape} for "
@@ -390,6 +408,7 @@ def read_library(path, *, lazy=True):
             )
         meta = _materialise(dict(tree.get("meta") or {}))
         meta["store"] = {"path": str(path.resolve()), "format_version": version}
+        _normal_vounits()  # reading a VOUnit "dex" (old stores) defines a shadowing unit
         cls = _CLASSES.get(tree.get("class"), SpectralLibrary)
         fwhm = tree.get("fwhm")
         return cls(

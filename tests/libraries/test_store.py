@@ -84,16 +84,33 @@ def test_round_trip(tmp_path, lazy):
     assert len(back.degrade(resolution=1000)) == len(lib)
 
 
-def test_dex_labels_survive_a_votable_dex_registration(tmp_path):
-    """After a VOTable with a quoted 'dex' unit was read, VOUnit writes dex ambiguously."""
+def test_dex_labels_survive_astropys_vounit_side_effect(tmp_path):
+    """Reading a VOTable with a quoted 'dex' unit makes VOUnit accept u.dex process-wide."""
+    from stellarml.catalog import _forget_shadowing_vounits
+
     lib = _library(n=3, npix=20)
     u.Unit("'dex'", format="vounit")  # what astropy's VOTable reader does
-    back = read_library(write_library(lib, tmp_path / "dex.asdf"))
+    try:
+        path = write_library(lib, tmp_path / "dex.asdf")
+    finally:
+        _forget_shadowing_vounits()
+    # written with astropy's own unit tag, not as an ambiguous VOUnit
+    assert b"<tag:astropy.org:astropy/units/unit-1.0.0> dex" in path.read_bytes()
+    back = read_library(path)
     assert back.labels["logg"].unit == u.dex and back.labels["fe_h"].unit == u.dex
     np.testing.assert_array_equal(back.label_array(), lib.label_array())
-    # a fresh process parses the VOUnit "dex" as deci-"ex": repaired by its name too
-    deci_ex = u.PrefixUnit(["dex"], represents=u.Unit(0.1))
-    assert _generic_unit(deci_ex) == u.dex
+    # a store with a VOUnit "dex" in it (as written before this was handled) reads right,
+    # and reading it leaves astropy's VOUnit state normal
+    vounit = tmp_path / "vounit.asdf"
+    astropy_tag = b"!<tag:astropy.org:astropy/units/unit-1.0.0> dex"
+    vounit_tag = b"!unit/unit-1.0.0 dex".ljust(len(astropy_tag))  # keep the block offsets
+    vounit.write_bytes(path.read_bytes().replace(astropy_tag, vounit_tag))
+    back = read_library(vounit)
+    assert back.labels["logg"].unit == u.dex
+    np.testing.assert_array_equal(back.label_array(), lib.label_array())
+    with pytest.raises(ValueError, match="not supported by the VOUnit standard"):
+        u.dex.to_string("vounit")
+    assert _generic_unit(u.PrefixUnit(["dex"], represents=u.Unit(0.1))) == u.dex
     assert _generic_unit(u.km / u.s) == u.km / u.s
 
 
