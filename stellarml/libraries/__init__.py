@@ -5,12 +5,31 @@
 - `PolynomialEmulatorLibrary`: generates synthetic libraries from a polynomial
   (Cannon-style) emulator, with sampling designs.
 - `ObservedLibrary`: observed spectra with reference labels, e.g. MILES.
-- `stellarml.libraries.augment`: the array-level augmentation functions.
+- `PhoenixLibrary`, `KuruczLibrary`: model-atmosphere grids from a local
+  directory or downloaded on demand, with multilinear interpolation.
+- `write_library`, `read_library`, `LibraryStoreWriter`: a compact, lazily
+  memory-mapped ASDF store for degraded training sets.
+- `stellarml.libraries.augment`: the array-level augmentation functions;
+  `stellarml.libraries.download`: grid downloads into the astropy cache.
 """
 
-from . import augment
+from . import augment, download
 from .base import SpectralLibrary
 from .emulated import PolynomialEmulatorLibrary
+from .grids import GridLibrary, KuruczLibrary, PhoenixLibrary
 from .observed import ObservedLibrary
+from .store import LibraryStoreWriter, read_library, write_library
 
-__all__ = ["ObservedLibrary", "PolynomialEmulatorLibrary", "SpectralLibrary", "augment"]
+__all__ = [
+    "GridLibrary",
+    "KuruczLibrary",
+    "LibraryStoreWriter",
+    "ObservedLibrary",
+    "PhoenixLibrary",
+    "PolynomialEmulatorLibrary",
+    "SpectralLibrary",
+    "augment",
+    "download",
+    "read_library",
+    "write_library",
+]
