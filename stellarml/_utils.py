@@ -41,6 +41,6 @@ def seed_everything(seed):
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - also seed code that uses the legacy global RNG
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
