@@ -106,7 +106,7 @@ DEFAULT_TRAINING = {
     "fine_tune_epochs": 30,
     "fine_tune_lr": 3e-4,
     "fine_tune_batch_size": 32,
-    "fine_tune_freeze": "backbone",
+    "fine_tune_freeze": "stem",
     "progress": True,
 }
 
@@ -354,10 +354,35 @@ class RemapNet(nn.Module):
         return tuple(head(emb) for head in self.heads.values()), emb
 
 
-def pdf_from_logits(logits, variant):
-    """Binned PDF from head logits: softmax, or normalised sigmoids for ``"sigmoid"``."""
+def pdf_from_logits(logits, variant="softmax", clip=0.0):
+    """Binned PDF ``(n, K)`` from head logits.
+
+    Parameters
+    ----------
+    logits : `torch.Tensor`
+        ``(n, K)`` head outputs.
+    variant : {"softmax", "sigmoid"}
+        The loss form the head was trained with. ``"softmax"``: the softmax.
+        ``"sigmoid"``: the per-bin probabilities shifted by the asymmetric
+        loss's margin, ``max(sigmoid(z) - clip, 0)``, normalised — the loss
+        treats probabilities below ``clip`` as zero and never pushes them
+        further down, so without the shift the many negative bins would form a
+        spurious floor of about ``clip`` each. A row whose shifted
+        probabilities are all zero falls back to the plain sigmoids.
+    clip : float
+        The ``clip`` margin of the sigmoid form.
+
+    Returns
+    -------
+    pdf : `torch.Tensor`
+        Rows sum to 1.
+    """
     if variant == "sigmoid":
         p = torch.sigmoid(logits)
+        if clip > 0:
+            shifted = (p - clip).clamp_min(0.0)
+            empty = shifted.sum(dim=-1, keepdim=True) <= 0
+            p = torch.where(empty, p, shifted)
         return p / p.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
     return torch.softmax(logits, dim=-1)
 
@@ -568,7 +593,7 @@ def _plain(value, depth=0):
 class _RemapObjective(nn.Module):
     """Training objective: sum_k w_k ASL_k + lambda_emb * L_emb (not public)."""
 
-    def __init__(self, net, asl, embedding_loss, task_weights, embedding_weight, bins, variant):
+    def __init__(self, net, asl, embedding_loss, task_weights, embedding_weight, bins):
         super().__init__()
         self.net = net
         self.asl = asl
@@ -576,7 +601,6 @@ class _RemapObjective(nn.Module):
         self.task_weights = tuple(float(w) for w in task_weights)
         self.embedding_weight = float(embedding_weight)
         self.bins = tuple(bins)
-        self.variant = variant
 
     def forward(self, flux, ivar, positions):
         logits, emb = self.net(flux, ivar)
@@ -587,7 +611,7 @@ class _RemapObjective(nn.Module):
             asl_total = asl_total + self.task_weights[k] * term
             logs[f"asl_{name}"] = term.detach()
             if not self.training:
-                p = pdf_from_logits(z, self.variant)
+                p = pdf_from_logits(z, self.asl.variant, self.asl.clip)
                 centers = torch.arange(z.shape[1], dtype=p.dtype, device=p.device) + 0.5
                 mean = (p * centers).sum(dim=1)
                 logs[f"mae_{name}"] = (mean - positions[:, k]).abs().mean() * self.bins[k].width
@@ -806,7 +830,6 @@ class RemapModel:
             [lc["task_weights"][n] for n in self.label_names],
             lc["embedding_weight"],
             list(self.label_bins().values()),
-            lc["variant"],
         )
 
     # ------------------------------------------------------------------ input handling
@@ -1112,8 +1135,9 @@ class RemapModel:
         validation_fraction, clip_to_bins, checkpoint_dir, progress, source :
             As in `fit_prepared`.
         freeze : str or list of str, optional
-            ``"backbone"`` (stem, residual stages and embedding layer fixed;
-            only the heads learn), ``"stem"``, ``"none"``, or module-name
+            ``"stem"`` (the input convolution fixed), ``"backbone"`` (stem,
+            residual stages and embedding layer fixed; only the heads learn),
+            ``"none"``, or module-name
             prefixes of `RemapNet` (``"stages.0"``, ``"heads.teff"``...).
             Frozen modules keep their weights *and* batch-norm statistics.
             Default ``training["fine_tune_freeze"]``.
@@ -1396,7 +1420,7 @@ class RemapModel:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch_size = int(batch_size)
         dev = resolve_device(device)
-        variant = self.get_config()["loss"]["variant"]
+        loss_cfg = self.get_config()["loss"]
         bins = self.label_bins()
         net = self._inference_net(dev)
         n = flux.shape[0]
@@ -1419,7 +1443,7 @@ class RemapModel:
                 iv = ivar[start:stop].to(dev, non_blocking=True)
                 logits, emb = net(f, iv)
                 for name, z in zip(names, logits, strict=True):
-                    p = pdf_from_logits(z, variant)
+                    p = pdf_from_logits(z, loss_cfg["variant"], loss_cfg["clip"])
                     pos[name][start:stop] = _summary_positions(p).cpu().numpy()
                     if pdfs is not None:
                         pdfs[name][start:stop] = p.cpu().numpy()

@@ -10,7 +10,13 @@ import torch
 from stellarml.flags import LabelFlag
 from stellarml.labels import LABELS, LabelSpec, register_label
 from stellarml.models import RemapModel, RemapNet
-from stellarml.models.remap import LabelBins, der_snr_ivar, nearest_distance, summarize_pdf
+from stellarml.models.remap import (
+    LabelBins,
+    der_snr_ivar,
+    nearest_distance,
+    pdf_from_logits,
+    summarize_pdf,
+)
 
 BINS = {"teff": (3500.0, 7500.0, 100.0), "logg": (0.0, 5.5, 0.25), "fe_h": (-2.5, 1.0, 0.1)}
 TINY = {
@@ -155,6 +161,19 @@ def test_summaries_of_known_pdfs():
     assert s["edge_mass"][1] == 0.0
     edge = summarize_pdf(np.eye(20)[[0, 19, 5]], bins)["edge_mass"]
     assert edge.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_sigmoid_pdf_removes_the_floor_of_clipped_negatives():
+    p = torch.full((2, 51), 0.04)
+    p[0, 20] = 0.9
+    p[1] = 0.01  # nothing above the margin: plain sigmoids, normalised
+    logits = torch.logit(p)
+    shifted = pdf_from_logits(logits, "sigmoid", clip=0.05)
+    plain = pdf_from_logits(logits, "sigmoid", clip=0.0)
+    assert shifted[0, 20] == pytest.approx(1.0)
+    assert plain[0, 20] < 0.35  # 50 negatives at 0.04 would swamp the positive
+    torch.testing.assert_close(shifted[1], torch.full((51,), 1 / 51))
+    torch.testing.assert_close(pdf_from_logits(logits), torch.softmax(logits, -1))
 
 
 def test_nearest_distance_matches_brute_force():
