@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.io import registry as io_registry
+from grid_files import write_kurucz_file
 from specutils import Spectrum, SpectrumList
 
 from stellarml.io.kurucz import (
@@ -48,27 +49,17 @@ def _model_flux(wave, teff, logg):
 
 
 def _write_atlas_file(path, teff, m_h, missing=(0.0, 0.5), *, wave=None, atlas="Castelli"):
-    """A STScI atlas table: header TEFF/LOG_Z/HISTORY, table WAVELENGTH + g00..g50."""
+    """A STScI atlas table with this module's wide wavelength range; returns (path, wave)."""
     wave = _wavelengths() if wave is None else wave
-    header = fits.Header()
-    header["ORIGIN"] = ("STScI-STSDAS/TABLES", "Tables version 2002-02-22")
-    header["FILENAME"] = (path.name, "name of file")
-    header["TEFF"] = teff
-    header["LOG_Z"] = m_h
-    columns = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
-    for g, name in zip(CK04_LOGG, GCOLS, strict=True):
-        flux = np.zeros_like(wave) if g in missing else _model_flux(wave, teff, g)
-        columns.append(fits.Column(name=name, format="E", unit="FLAM", array=flux))
-        if g not in missing:
-            header.add_history(f"  {name}")
-    header.add_history(f"  {atlas} & Kurucz model atmospheres")
-    header.add_history("  Fluxes tabulated in units of erg/s/cm^2/A")
-    header.add_history("  are surface fluxes. To transform to observed")
-    header.add_history("  fluxes multiply by (R/D)^2 where R is the")
-    header.add_history("  radius of the star and D the distance.")
-    table = fits.BinTableHDU.from_columns(columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(path)
+    path = write_kurucz_file(
+        path,
+        teff,
+        m_h,
+        missing=missing,
+        wave=wave,
+        flux=lambda w, logg: _model_flux(w, teff, logg),
+        atlas=atlas,
+    )
     return path, wave
 
 

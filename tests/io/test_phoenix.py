@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.io import registry as io_registry
+from grid_files import write_phoenix_flux, write_phoenix_wave
 from specutils import Spectrum, SpectrumList
 
 from stellarml.io.phoenix import (
@@ -58,48 +59,12 @@ def _flux(wave_aa, teff):
 
 
 def _write_wave(path, wave, unit=None):
-    hdu = fits.PrimaryHDU(wave.astype(np.float64))
-    if unit is not None:
-        hdu.header["UNIT"] = unit
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hdu.writeto(path)
-    return path
+    return write_phoenix_wave(path, wave, unit=unit)
 
 
 def _write_flux(path, wave, teff, logg, m_h, alpha=0.0, **extra):
-    """A HiRes flux file: 1-D float32 primary image, PHX* keywords, abundance table."""
-    header = fits.Header()
-    header["PHXTEFF"] = (float(teff), "[K] effective temperature")
-    header["PHXLOGG"] = (float(logg), "[cm/s^2] log (surface gravity)")
-    header["PHXM_H"] = (float(m_h), "[M/H] metallicity (rel. sol. - Asplund &a 2009)")
-    header["PHXALPHA"] = (float(alpha), "[a/M] alpha element enhancement")
-    header["PHXDUST"] = (False, "Dust in atmosphere")
-    header["PHXVER"] = ("16.01.00B", "Phoenix version")
-    header["PHXXI_L"] = (1.49, "[km/s] microturbulence velocity for LTE lines")
-    header["PHXXI_M"] = (1.49, "[km/s] microturbulence velocity for molec lines")
-    header["PHXXI_N"] = (1.49, "[km/s] microturbulence velocity for NLTE lines")
-    header["PHXMASS"] = (2.5808e33, "[g] Stellar mass")
-    header["PHXREFF"] = (2.3335e11, "[cm] Effective stellar radius")
-    header["PHXLUM"] = (5.0287e34, "[ergs] Stellar luminosity")
-    header["PHXMXLEN"] = (1.48701064748, "Mixing length")
-    header["PHXBUILD"] = ("02/Aug/2010", "Build date of Phoenix")
-    header["PHXEOS"] = ("ACES", "Equation of state")
-    header["DATE"] = ("2011-06-20", "[local] finishing date of model calculation")
-    header["BUNIT"] = ("erg/s/cm^2/cm", "Unit of flux")
-    for key, value in extra.items():
-        header[key] = value
-    primary = fits.PrimaryHDU(_flux(wave, teff), header=header)
-    abundances = fits.BinTableHDU.from_columns(
-        [
-            fits.Column(name="Element", format="2A", array=np.array(["H", "He", "Fe"])),
-            fits.Column(name="Number", format="J", array=np.array([1, 2, 26])),
-            fits.Column(name="Abundance", format="E", array=np.array([12.0, 10.93, 7.5 + m_h])),
-        ],
-        name="ABUNDANCES",
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fits.HDUList([primary, abundances]).writeto(path)
-    return path
+    """A HiRes flux file with this module's full-range Planck-and-lines flux."""
+    return write_phoenix_flux(path, wave, teff, logg, m_h, alpha, flux=_flux(wave, teff), **extra)
 
 
 @pytest.fixture

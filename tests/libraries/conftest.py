@@ -2,7 +2,7 @@
 
 import pytest
 from astropy.config.paths import set_temp_cache
-from grid_fixtures import GridServer
+from grid_files import GridServer
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.utils import data as astropy_data
-from grid_fixtures import (
+from grid_files import (
     kurucz_relpath,
     phoenix_relpath,
     phoenix_wavelengths,

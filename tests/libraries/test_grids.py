@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 from astropy.utils import data as astropy_data
-from grid_fixtures import (
+from grid_files import (
     kurucz_relpath,
     kurucz_wavelengths,
     phoenix_relpath,

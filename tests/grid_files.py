@@ -2,8 +2,9 @@
 
 The files follow the real layouts (PHOENIX HiRes: 1-D float32 primary image with the PHX*
 keywords and an abundance table, wavelengths in the separate WAVE file; STScI atlas: header
-TEFF/LOG_Z, table WAVELENGTH + g00..g50 in FLAM) with short wavelength arrays. The formats
-are those of tests/io/test_phoenix.py and tests/io/test_kurucz.py.
+TEFF/LOG_Z, table WAVELENGTH + g00..g50 in FLAM) with short wavelength arrays. Shared by
+tests/io (the readers) and tests/libraries (grids and downloads); pytest puts tests/ on
+sys.path because tests/conftest.py lives there.
 """
 
 import hashlib
@@ -40,15 +41,24 @@ def model_flux(wave, teff, logg, m_h, alpha=0.0):
     return flux.astype(np.float32)
 
 
-def write_phoenix_wave(path, wave):
+def write_phoenix_wave(path, wave, unit=None):
+    """The separate WAVE file: 1-D float64 primary image (optionally with a UNIT keyword)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fits.PrimaryHDU(np.asarray(wave, dtype=np.float64)).writeto(path, overwrite=True)
+    hdu = fits.PrimaryHDU(np.asarray(wave, dtype=np.float64))
+    if unit is not None:
+        hdu.header["UNIT"] = unit
+    hdu.writeto(path, overwrite=True)
     return path
 
 
-def write_phoenix_flux(path, wave, teff, logg, m_h, alpha=0.0, flux=None, header_teff=None):
-    """A HiRes flux file: 1-D float32 primary image, PHX* keywords, abundance table."""
+def write_phoenix_flux(
+    path, wave, teff, logg, m_h, alpha=0.0, flux=None, header_teff=None, **extra
+):
+    """A HiRes flux file: 1-D float32 primary image, PHX* keywords, abundance table.
+
+    ``extra`` header keywords are set last (e.g. ``BUNIT="Jy"`` to test a wrong unit).
+    """
     header = fits.Header()
     header["PHXTEFF"] = (
         float(teff if header_teff is None else header_teff),
@@ -70,6 +80,8 @@ def write_phoenix_flux(path, wave, teff, logg, m_h, alpha=0.0, flux=None, header
     header["PHXEOS"] = ("ACES", "Equation of state")
     header["DATE"] = ("2011-06-20", "[local] finishing date of model calculation")
     header["BUNIT"] = ("erg/s/cm^2/cm", "Unit of flux")
+    for key, value in extra.items():
+        header[key] = value
     data = model_flux(wave, teff, logg, m_h, alpha) if flux is None else flux.astype(np.float32)
     abundances = fits.BinTableHDU.from_columns(
         [
@@ -113,9 +125,18 @@ def kurucz_flux(wave, teff, logg, m_h):
     return flam * (1.0 + 0.02 * logg) * (1.0 - 0.05 * m_h * np.exp(-(((wave - 4000) / 800) ** 2)))
 
 
-def write_kurucz_file(path, teff, m_h, *, missing=(), wave=None):
-    """A STScI atlas file: header TEFF/LOG_Z/HISTORY, table WAVELENGTH + g00..g50 (FLAM)."""
+def write_kurucz_file(path, teff, m_h, *, missing=(), wave=None, flux=None, atlas="Castelli"):
+    """A STScI atlas file: header TEFF/LOG_Z/HISTORY, table WAVELENGTH + g00..g50 (FLAM).
+
+    ``flux(wave, logg)`` gives a column's flux (default `kurucz_flux`); the log g
+    values in ``missing`` get all-zero columns, as in the real files.
+    """
     wave = kurucz_wavelengths() if wave is None else wave
+    if flux is None:
+
+        def flux(wave, logg):
+            return kurucz_flux(wave, teff, logg, m_h)
+
     path = Path(path)
     header = fits.Header()
     header["ORIGIN"] = ("STScI-STSDAS/TABLES", "Tables version 2002-02-22")
@@ -124,12 +145,15 @@ def write_kurucz_file(path, teff, m_h, *, missing=(), wave=None):
     header["LOG_Z"] = m_h
     columns = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
     for g, name in zip(CK04_LOGG, GCOLS, strict=True):
-        flux = np.zeros_like(wave) if g in missing else kurucz_flux(wave, teff, g, m_h)
-        columns.append(fits.Column(name=name, format="E", unit="FLAM", array=flux))
+        values = np.zeros_like(wave) if g in missing else flux(wave, g)
+        columns.append(fits.Column(name=name, format="E", unit="FLAM", array=values))
         if g not in missing:
             header.add_history(f"  {name}")
-    header.add_history("  Castelli & Kurucz model atmospheres")
+    header.add_history(f"  {atlas} & Kurucz model atmospheres")
     header.add_history("  Fluxes tabulated in units of erg/s/cm^2/A")
+    header.add_history("  are surface fluxes. To transform to observed")
+    header.add_history("  fluxes multiply by (R/D)^2 where R is the")
+    header.add_history("  radius of the star and D the distance.")
     path.parent.mkdir(parents=True, exist_ok=True)
     table = fits.BinTableHDU.from_columns(columns)
     fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(path, overwrite=True)
