@@ -32,65 +32,36 @@ def _cmd_derive(args):
     from astropy.table import Column
     from specutils import Spectrum
 
-    from .analysis import _resolve_model, derive_labels
+    from .analysis import _compute_label_table, _resolve_model
     from .flags import LabelFlag
+    from .spectra import PreparedBatch, prepare
+    from .spectra.prepare import _empty_batch
 
     model = _resolve_model(args.model)
-    spectra, read_errors = [], {}
+    spectra, read, unreadable, messages = [], [], [], []
     for i, name in enumerate(args.files):
         try:
             spectra.append(Spectrum.read(name))
-        except Exception as exc:
-            read_errors[i] = f"could not read {name}: {type(exc).__name__}: {exc}"
-    table = (
-        derive_labels(
-            spectra,
-            model=model,
-            device=args.device,
-            batch_size=args.batch_size,
-            resolution=args.resolution,
-        )
-        if spectra
-        else None
-    )
-    if table is None:
-        raise SystemExit(
-            "stellarml: none of the files could be read:\n" + "\n".join(read_errors.values())
-        )
-    for i in sorted(read_errors):
-        _insert_flagged_row(table, i, int(LabelFlag.BAD_INPUT), read_errors[i])
+            read.append(i)
+        except Exception as exc:  # any reader failure becomes a flagged row
+            unreadable.append(i)
+            messages.append(f"could not read {name}: {type(exc).__name__}: {exc}")
+    npix = model.preparation.wavelength.size
+    batches = [prepare(spectra, model.preparation, resolution=args.resolution)] if spectra else []
+    if unreadable:
+        failed = _empty_batch(len(unreadable), npix)
+        failed.flags |= int(LabelFlag.BAD_INPUT)
+        failed.messages = messages
+        batches.append(failed)
+    # rows back in the order of the files on the command line
+    batch = PreparedBatch.concatenate(batches)[np.argsort(read + unreadable, kind="stable")]
+    table = _compute_label_table(model, batch, device=args.device, batch_size=args.batch_size)
     table.add_column(Column(list(args.files), name="file", description="Input file"), index=0)
     _write_table(table, args.output, args.format)
-    for msg in read_errors.values():
+    for msg in messages:
         print(f"stellarml: warning: {msg}", file=sys.stderr)
     print(f"wrote {len(table)} rows to {args.output}")
     return 0
-
-
-def _insert_flagged_row(table, index, flag, message):
-    """Insert a row with every value masked and ``flags = flag`` at ``index``."""
-    from .flags import describe_flags
-
-    values, mask = [], []
-    for name in table.colnames:
-        col = table[name]
-        if name == "flags":
-            values.append(flag)
-            mask.append(False)
-        elif name == "flag_names":
-            values.append(",".join(describe_flags(flag)))
-            mask.append(False)
-        elif name == "message":
-            values.append(message)
-            mask.append(False)
-        else:
-            values.append(
-                np.zeros((), dtype=col.dtype) * getattr(col, "unit", 1)
-                if getattr(col, "unit", None)
-                else np.zeros((), dtype=col.dtype)
-            )
-            mask.append(True)
-    table.insert_row(index, values, mask=mask)
 
 
 def describe_model(model):

@@ -26,6 +26,7 @@ def test_derive_files_with_unreadable_one(data_dir, tmp_path, capsys):
     flags = np.asarray(table["flags"])
     assert flags[1] & int(LabelFlag.BAD_INPUT) and not flags[0] & int(LabelFlag.BAD_INPUT)
     assert table["teff"].mask[1] and not table["teff"].mask[2]
+    assert "could not read" in table["message"][1] and table["message"][0] == ""
     assert "could not read" in capsys.readouterr().err
 
 
