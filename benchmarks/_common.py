@@ -9,6 +9,7 @@ import torch
 
 import stellarml
 
+ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 
 #: Star groups by reference labels (Teff [K], logg [dex]).

@@ -1,11 +1,12 @@
 """k-fold cross-validated accuracy on the MILES *training* stars, before and after fine-tuning.
 
-    python benchmarks/kfold_miles.py [--pretrained PATH] [--folds 5] [--seed 42]
+    python benchmarks/kfold_miles.py [--pretrained PATH] [--config TOML] [--folds 5] [--seed 42]
 
 The pre-trained model (synthetic library only, written by
 ``scripts/build_default_model.py``) is copied for each fold, evaluated on the
 held-out fold ("before"), fine-tuned on the other folds exactly as the
-default model is (the ``[fine_tune]`` table of its configuration) and
+default model is (the ``[fine_tune]`` table of ``--config``, by default the
+default model's ``scripts/remap-optical-r2000.toml``) and
 evaluated again ("after"). Predictions go through the public path,
 ``derive_labels(library.to_spectrum(), model)``. Only the stars of
 ``miles_train_labels.csv`` are used; the other MILES stars are never read.
@@ -14,6 +15,7 @@ Reports the bias (median residual, model - reference) and robust sigma
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -23,9 +25,9 @@ from stellarml import derive_labels
 from stellarml.flags import FATAL
 from stellarml.io.asdf import read_model
 from stellarml.models import RemapModel
-from stellarml.training.pipeline import build_finetune_library, fine_tune, in_bins
+from stellarml.training.pipeline import build_finetune_library, fine_tune, in_bins, load_config
 
-from _common import GROUPS, OUT, environment, robust_stats, save
+from _common import GROUPS, OUT, ROOT, environment, robust_stats, save
 
 
 def predict(model, library):
@@ -33,10 +35,11 @@ def predict(model, library):
     out = {}
     fatal = (np.asarray(table["flags"]) & int(FATAL)) != 0
     for name in model.label_names:
-        col = table[name]
-        values = np.array(getattr(col, "value", col), dtype=float)
-        values[fatal] = np.nan
-        out[name] = values
+        for key in (name, f"{name}_p16", f"{name}_p84"):
+            col = table[key]
+            values = np.array(getattr(col, "value", col), dtype=float)
+            values[fatal] = np.nan
+            out[key] = values
     out["flags"] = np.asarray(table["flags"])
     return out
 
@@ -44,28 +47,50 @@ def predict(model, library):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pretrained", default=OUT / "remap-optical-r2000-pretrained.asdf")
+    p.add_argument(
+        "--config",
+        default=ROOT / "scripts" / "remap-optical-r2000.toml",
+        help="configuration whose [fine_tune] table is used",
+    )
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--freeze", default=None, help="override [fine_tune] freeze")
     p.add_argument("--epochs", type=int, default=None, help="override [fine_tune] epochs")
     p.add_argument("--lr", type=float, default=None, help="override [fine_tune] lr")
+    p.add_argument("--runs", type=int, default=None, help="override [fine_tune] runs")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=None,
+        help="override [fine_tune] validation_fraction",
+    )
+    p.add_argument(
+        "--sigma-bins", type=float, default=None, help="override [fine_tune.loss] sigma_bins"
+    )
     p.add_argument("--tag", default="", help="suffix of the output file name")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     pretrained = read_model(args.pretrained)
     cfg = pretrained.provenance_["config"]
-    for key in ("freeze", "epochs", "lr"):
+    cfg["fine_tune"] = load_config(args.config)["fine_tune"]
+    for key in ("freeze", "epochs", "lr", "runs", "validation_fraction"):
         if getattr(args, key) is not None:
             cfg["fine_tune"][key] = getattr(args, key)
+    if args.sigma_bins is not None:
+        cfg["fine_tune"]["loss"] = {
+            **cfg["fine_tune"].get("loss", {}),
+            "sigma_bins": args.sigma_bins,
+        }
     names = pretrained.label_names
     miles = build_finetune_library(cfg)
     miles = miles[in_bins(pretrained, miles)]
     ref = miles.label_array(names)
     ids = np.asarray(miles.labels["id"]).astype(str)
     n = len(miles)
-    pred = {stage: {k: np.full(n, np.nan) for k in names} for stage in ("before", "after")}
+    keys = [f"{name}{suffix}" for name in names for suffix in ("", "_p16", "_p84")]
+    pred = {stage: {k: np.full(n, np.nan) for k in keys} for stage in ("before", "after")}
     fold_of = np.full(n, -1)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(n)
@@ -79,9 +104,9 @@ def main(argv=None):
         held = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test_idx])
         assert not held, f"fold {k}: test stars used in fine-tuning: {sorted(held)[:5]}"
         after = predict(model, test)
-        for name in names:
-            pred["before"][name][np.sort(test_idx)] = before[name]
-            pred["after"][name][np.sort(test_idx)] = after[name]
+        for key in keys:
+            pred["before"][key][np.sort(test_idx)] = before[key]
+            pred["after"][key][np.sort(test_idx)] = after[key]
         print(f"fold {k + 1}/{args.folds} done ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     teff, logg = ref[:, names.index("teff")], ref[:, names.index("logg")]
@@ -93,13 +118,24 @@ def main(argv=None):
             results[stage][group] = {}
             for j, name in enumerate(names):
                 bias, sigma, count = robust_stats(pred[stage][name][sel] - ref[sel, j])
-                results[stage][group][name] = {"bias": bias, "robust_sigma": sigma, "n": count}
+                lo, hi = pred[stage][f"{name}_p16"][sel], pred[stage][f"{name}_p84"][sel]
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                inside = (ref[sel, j] >= lo) & (ref[sel, j] <= hi)
+                results[stage][group][name] = {
+                    "bias": bias,
+                    "robust_sigma": sigma,
+                    "n": count,
+                    # share of stars whose reference label lies inside the 16-84 % interval
+                    "coverage_68": float(inside[ok].mean()) if ok.any() else float("nan"),
+                    "median_half_width": float(np.nanmedian(0.5 * (hi - lo)[ok])),
+                }
     payload = {
-        "command": "python benchmarks/kfold_miles.py " + " ".join(argv or []),
+        "command": " ".join(["python benchmarks/kfold_miles.py", *(argv or sys.argv[1:])]),
         "pretrained": str(args.pretrained),
         "folds": args.folds,
         "seed": args.seed,
-        "fine_tune": {k: cfg["fine_tune"].get(k) for k in ("freeze", "epochs", "lr")},
+        "config": str(args.config),
+        "fine_tune": {k: v for k, v in cfg["fine_tune"].items() if k != "directory"},
         "n_stars": n,
         "environment": environment(),
         "wall_time_s": time.perf_counter() - t0,
@@ -114,10 +150,11 @@ def main(argv=None):
     }
     path = save(f"kfold_miles{args.tag}.json", payload)
     for stage in ("before", "after"):
-        print(f"\n{stage} fine-tuning (bias / robust sigma, n)")
+        print(f"\n{stage} fine-tuning (bias / robust sigma [16-84 % coverage], n)")
         for group, res in results[stage].items():
             cells = [
-                f"{name} {r['bias']:+.3g} / {r['robust_sigma']:.3g} (n={r['n']})"
+                f"{name} {r['bias']:+.3g} / {r['robust_sigma']:.3g} "
+                f"[cov {r['coverage_68']:.2f}] (n={r['n']})"
                 for name, r in res.items()
             ]
             print(f"  {group:11s} " + "; ".join(cells))

@@ -12,6 +12,7 @@ self-consistent (same synthetic library) figures, not accuracies on real stars.
 """
 
 import argparse
+import sys
 import time
 
 import astropy.units as u
@@ -68,7 +69,8 @@ def main(argv=None):
     path = save(
         "synthetic_snr.json",
         {
-            "command": "python benchmarks/synthetic_snr.py " + " ".join(argv or []),
+            "command": "python benchmarks/synthetic_snr.py "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
             "n": args.n,
             "seed": args.seed,
             "environment": environment(),

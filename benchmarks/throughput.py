@@ -9,6 +9,7 @@ call and of its two stages (preparation; network + table).
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -66,7 +67,8 @@ def main(argv=None):
     )
     assert len(table) == args.n
     res = {
-        "command": "python benchmarks/throughput.py " + " ".join(argv or []),
+        "command": "python benchmarks/throughput.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "n_spectra": args.n,
         "n_pixels_in": int(flux.shape[1]),
         "device": args.device,

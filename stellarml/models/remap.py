@@ -107,6 +107,7 @@ DEFAULT_TRAINING = {
     "fine_tune_lr": 3e-4,
     "fine_tune_batch_size": 32,
     "fine_tune_freeze": "stem",
+    "fine_tune_runs": 1,  # > 1: average the weights of several fine-tuning runs
     "progress": True,
 }
 
@@ -594,6 +595,22 @@ def _plain(value, depth=0):
     return repr(value)[:200]
 
 
+def _module_state(module):
+    """A detached copy of ``module.state_dict()``."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _average_states(states):
+    """Element-wise mean of state dicts (float tensors; integer buffers from the first)."""
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = (sum(st[key].double() for st in states) / len(states)).to(first.dtype)
+        else:
+            out[key] = first
+    return out
+
+
 class _RemapObjective(nn.Module):
     """Training objective: sum_k w_k ASL_k + lambda_emb * L_emb (not public)."""
 
@@ -1072,6 +1089,8 @@ class RemapModel:
         freeze=None,
         epochs=None,
         lr=None,
+        runs=None,
+        loss=None,
         validation_fraction=None,
         clip_to_bins=False,
         progress=None,
@@ -1084,7 +1103,7 @@ class RemapModel:
             E.g. an `~stellarml.libraries.ObservedLibrary`; prepared with
             ``observed.prepare(self.preparation)``. Without inverse variance
             the spectra are treated as noiseless (see `fit`).
-        freeze, epochs, lr, validation_fraction, clip_to_bins, progress :
+        freeze, epochs, lr, runs, loss, validation_fraction, clip_to_bins, progress :
             See `fine_tune_prepared`.
 
         Returns
@@ -1107,6 +1126,8 @@ class RemapModel:
             epochs=epochs,
             lr=lr,
             freeze=freeze,
+            runs=runs,
+            loss=loss,
             clip_to_bins=clip_to_bins,
             progress=progress,
             source=getattr(observed, "meta", None),
@@ -1121,6 +1142,8 @@ class RemapModel:
         freeze=None,
         epochs=None,
         lr=None,
+        runs=None,
+        loss=None,
         flags=None,
         ids=None,
         noiseless=False,
@@ -1149,6 +1172,17 @@ class RemapModel:
             Default ``training["fine_tune_epochs"]``.
         lr : float, optional
             Peak learning rate, default ``training["fine_tune_lr"]``.
+        runs : int, optional
+            Fine-tune this many times from the same starting weights, each
+            run with its own seed (shuffling, dropout, augmentation), and keep
+            the element-wise mean of the resulting weights and batch-norm
+            statistics: a uniform "model soup" (Wortsman et al. 2022, ICML,
+            arXiv:2203.05482). It costs ``runs`` times the training time but
+            nothing at prediction time. Default ``training["fine_tune_runs"]``.
+        loss : dict, optional
+            Overrides of the loss configuration for this fine-tuning only
+            (e.g. ``{"sigma_bins": 2.0}``: wider soft targets), recorded in
+            `provenance_`; the model's own `loss` settings are unchanged.
 
         Returns
         -------
@@ -1173,6 +1207,8 @@ class RemapModel:
             epochs=epochs,
             lr=lr,
             freeze=freeze,
+            runs=runs,
+            loss=loss,
             clip_to_bins=clip_to_bins,
             checkpoint_dir=checkpoint_dir,
             progress=progress,
@@ -1197,13 +1233,22 @@ class RemapModel:
         lr=None,
         freeze=None,
         checkpoint_dir=None,
+        runs=None,
+        loss=None,
     ):
         from ..training import transfer
         from ..training.trainer import Trainer
 
         t_start = time.perf_counter()
         config = self.get_config()
+        if loss is not None:  # overrides for this training stage only
+            config["loss"] = _merge(config["loss"], loss, "loss")
         tc = config["training"]
+        if runs is None:
+            runs = tc["fine_tune_runs"] if stage == "fine_tune" else 1
+        if isinstance(runs, bool) or not isinstance(runs, int | np.integer) or runs < 1:
+            raise ValueError(f"runs must be a positive integer, got {runs!r}")
+        runs = int(runs)
         if stage == "fine_tune":
             self._check_fitted()
         flux, ivar = self._arrays(flux, ivar, noiseless=noiseless)
@@ -1262,31 +1307,46 @@ class RemapModel:
             val_data = (to_t(flux[val_idx]), to_t(ivar[val_idx]), to_t(positions[val_idx]))
             if augmenter is not None:  # one fixed noise draw: a comparable loss every epoch
                 val_data = augmenter(val_data, torch.Generator().manual_seed(int(self.seed) + 1))
-        trainer = Trainer(
-            max_epochs=int(
-                epochs
-                if epochs is not None
-                else tc["max_epochs" if stage == "fit" else "fine_tune_epochs"]
-            ),
-            batch_size=tc["batch_size" if stage == "fit" else "fine_tune_batch_size"],
-            lr=float(lr if lr is not None else tc["lr" if stage == "fit" else "fine_tune_lr"]),
-            weight_decay=tc["weight_decay"],
-            patience=tc["patience"],
-            min_delta=tc["min_delta"],
-            schedule=tc["schedule"],
-            warmup_fraction=tc["warmup_fraction"],
-            grad_clip=tc["grad_clip"],
-            checkpoint_dir=checkpoint_dir,
-            seed=int(self.seed),
-            device=device,
-            progress=tc["progress"] if progress is None else progress,
-            augment=augmenter,
-        )
         objective = self._objective(config)
+        start = _module_state(objective) if runs > 1 else None
+        states, history = [], []
         try:
-            history = trainer.fit(objective, _objective_step, train_data, val_data)
+            for run in range(runs):
+                if run:  # every run starts from the same weights, with its own seed
+                    objective.load_state_dict(start)
+                    seed_everything(int(self.seed) + (0 if stage == "fit" else 7919) + run)
+                trainer = Trainer(
+                    max_epochs=int(
+                        epochs
+                        if epochs is not None
+                        else tc["max_epochs" if stage == "fit" else "fine_tune_epochs"]
+                    ),
+                    batch_size=tc["batch_size" if stage == "fit" else "fine_tune_batch_size"],
+                    lr=float(
+                        lr if lr is not None else tc["lr" if stage == "fit" else "fine_tune_lr"]
+                    ),
+                    weight_decay=tc["weight_decay"],
+                    patience=tc["patience"],
+                    min_delta=tc["min_delta"],
+                    schedule=tc["schedule"],
+                    warmup_fraction=tc["warmup_fraction"],
+                    grad_clip=tc["grad_clip"],
+                    checkpoint_dir=checkpoint_dir,
+                    seed=int(self.seed) + run,
+                    device=device,
+                    progress=tc["progress"] if progress is None else progress,
+                    augment=augmenter,
+                )
+                run_history = trainer.fit(objective, _objective_step, train_data, val_data)
+                for entry in run_history:
+                    entry["run"] = run
+                history += run_history
+                if runs > 1:
+                    states.append(_module_state(objective))
         finally:
             transfer.unfreeze(self.net_)
+        if runs > 1:  # uniform "model soup" (Wortsman et al. 2022) of the runs
+            objective.load_state_dict(_average_states(states))
         for entry in history:
             entry["stage"] = stage
         self.history_ = list(self.history_) + history
@@ -1331,6 +1391,10 @@ class RemapModel:
         )
         if stage == "fine_tune":
             record.update(freeze=list(prefixes), n_frozen_parameters=len(frozen), lr=trainer.lr)
+        if runs > 1:
+            record["runs"] = runs
+        if loss is not None:
+            record["loss_overrides"] = _plain(loss)
         if source is not None:
             record["source"] = _plain(source)
         self._record(stage, record)

@@ -22,7 +22,10 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
     ``continuum_distortion``.
 ``[fine_tune]`` (optional)
     ``library = "miles"``, ``directory``, ``freeze``, ``epochs``, ``lr``,
-    ``exclude_ids``/``ids`` (lists of MILES ids).
+    ``runs`` (weight-averaged fine-tuning runs), ``validation_fraction``,
+    ``[fine_tune.loss]`` (loss overrides for fine-tuning only), and
+    ``exclude_ids``/``ids`` (lists of MILES ids); see
+    `~stellarml.models.RemapModel.fine_tune_prepared`.
 """
 
 import copy
@@ -250,6 +253,9 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True):
         freeze=f.get("freeze"),
         epochs=f.get("epochs"),
         lr=f.get("lr"),
+        runs=f.get("runs"),
+        loss=f.get("loss"),
+        validation_fraction=f.get("validation_fraction"),
         progress=progress,
     )
     model.provenance_["fine_tune_library"] = {

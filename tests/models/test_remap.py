@@ -444,6 +444,52 @@ def test_fine_tune_rejects_unknown_modules_and_untrained_models(trained):
         tiny_model().fine_tune_prepared(flux, ivar, labels, epochs=1)
 
 
+def test_fine_tune_runs_average_the_weights_of_separately_seeded_runs(trained):
+    flux, ivar, labels = toy_spectra(48, seed=12, snr=60)
+    labels[:, 0] += 150.0
+    kw = {"epochs": 2, "lr": 1e-3, "validation_fraction": 0.0, "freeze": "stem"}
+    soup = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    soup.fine_tune_prepared(flux, ivar, labels, runs=2, **kw)
+    singles = []
+    for offset in (0, 1):  # run r uses the model seed + r
+        single = RemapModel.from_tree(trained.to_tree(), device="cpu")
+        single.seed = trained.seed + offset
+        single.fine_tune_prepared(flux, ivar, labels, runs=1, **kw)
+        singles.append(single.net_.state_dict())
+    assert not torch.equal(singles[0]["embedding.weight"], singles[1]["embedding.weight"])
+    for name, value in soup.net_.state_dict().items():
+        if value.is_floating_point():
+            expected = (singles[0][name].double() + singles[1][name].double()) / 2
+            torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    record = soup.provenance_["fine_tune"][-1]
+    assert record["runs"] == 2
+    assert [e["run"] for e in soup.history_ if e["stage"] == "fine_tune"] == [0, 0, 1, 1]
+    # the summaries come from the averaged network
+    pred = soup.predict_prepared(flux, ivar, return_pdf=False)
+    assert np.isfinite(pred["summary"]["teff"]["median"]).all()
+
+
+def test_fine_tune_loss_overrides_apply_to_that_stage_only(trained):
+    flux, ivar, labels = toy_spectra(32, seed=13, snr=60)
+    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    wide = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    kw = {"epochs": 1, "lr": 1e-3, "validation_fraction": 0.0}
+    model.fine_tune_prepared(flux, ivar, labels, **kw)
+    wide.fine_tune_prepared(flux, ivar, labels, loss={"sigma_bins": 3.0}, **kw)
+    assert wide.provenance_["fine_tune"][-1]["loss_overrides"] == {"sigma_bins": 3.0}
+    assert wide.get_config()["loss"] == trained.get_config()["loss"]  # model settings kept
+    assert not torch.equal(
+        model.net_.state_dict()["heads.teff.2.weight"],
+        wide.net_.state_dict()["heads.teff.2.weight"],
+    )
+    with pytest.raises(ValueError, match="unknown loss settings"):
+        model.fine_tune_prepared(flux, ivar, labels, loss={"sigma": 2.0}, **kw)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="runs must be a positive integer"):
+            model.fine_tune_prepared(flux, ivar, labels, runs=bad, **kw)
+    assert all(p.requires_grad for p in model.net_.parameters())
+
+
 def _toy_library(n, seed, snr=None):
     import astropy.units as u
 

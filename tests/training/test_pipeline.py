@@ -45,7 +45,11 @@ library = "miles"
 directory = "{data_dir}/miles"
 freeze = "stem"
 epochs = 1
+runs = 2
+validation_fraction = 0.0
 ids = ["0001", "0003", "0004", "0005", "0006", "0008", "0009", "0010"]
+[fine_tune.loss]
+sigma_bins = 2.0
 """
 
 
@@ -114,3 +118,9 @@ def test_train_tiny_end_to_end(tiny_config, tmp_path):
     assert back.provenance_["config"]["model"]["seed"] == 3
     assert "fine_tune" not in read_model(pre).metrics_
     assert "fine_tune" in model.metrics_
+    # the [fine_tune] settings reached the fine-tuning: two averaged runs, all 8 stars
+    record = back.provenance_["fine_tune"][-1]
+    assert record["runs"] == 2
+    assert record["loss_overrides"] == {"sigma_bins": 2.0}
+    assert (record["n_train"], record["n_validation"]) == (8, 0)
+    assert back.metrics_["fine_tune"]["split"] == "training"
