@@ -68,6 +68,14 @@ def main(argv=None):
     p.add_argument(
         "--sigma-bins", type=float, default=None, help="override [fine_tune.loss] sigma_bins"
     )
+    p.add_argument(
+        "--augment-snr",
+        nargs="+",
+        default=None,
+        metavar="SNR",
+        help="fine-tuning noise augmentation: 'LO HI' (S/N per pixel) or 'none' "
+        "(default: the model's training['augment'], S/N 10-300)",
+    )
     p.add_argument("--tag", default="", help="suffix of the output file name")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -83,6 +91,11 @@ def main(argv=None):
             **cfg["fine_tune"].get("loss", {}),
             "sigma_bins": args.sigma_bins,
         }
+    augment = None
+    if args.augment_snr is not None:
+        augment = dict(pretrained.get_config()["training"]["augment"])
+        snr = args.augment_snr
+        augment["snr"] = None if snr == ["none"] else tuple(float(v) for v in snr)
     names = pretrained.label_names
     miles = build_finetune_library(cfg)
     miles = miles[in_bins(pretrained, miles)]
@@ -99,6 +112,8 @@ def main(argv=None):
         fold_of[test_idx] = k
         test = miles[np.sort(test_idx)]
         model = RemapModel.from_tree(pretrained.to_tree(), device="cpu")
+        if augment is not None:  # a model setting, changed for the fine-tuning only
+            model.training = {**(model.training or {}), "augment": augment}
         before = predict(model, test)
         fine_tune(model, cfg, ids=None, exclude_ids=list(ids[test_idx]), progress=False)
         held = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test_idx])
@@ -136,6 +151,7 @@ def main(argv=None):
         "seed": args.seed,
         "config": str(args.config),
         "fine_tune": {k: v for k, v in cfg["fine_tune"].items() if k != "directory"},
+        "augment": augment,
         "n_stars": n,
         "environment": environment(),
         "wall_time_s": time.perf_counter() - t0,
