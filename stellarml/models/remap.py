@@ -16,6 +16,7 @@ import datetime
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -1056,7 +1057,9 @@ class RemapModel:
             ids and values; with `True` they are clipped into the edge bins
             instead and recorded in `provenance_`.
         checkpoint_dir : path-like, optional
-            Where the `~stellarml.training.Trainer` writes ``.npz`` snapshots.
+            Where the `~stellarml.training.Trainer` writes ``.npz`` snapshots
+            (with several fine-tuning ``runs``, one subdirectory ``run<k>``
+            per run).
         progress : bool, optional
             Progress bar (default ``training["progress"]``).
         source : dict, optional
@@ -1331,7 +1334,11 @@ class RemapModel:
                     schedule=tc["schedule"],
                     warmup_fraction=tc["warmup_fraction"],
                     grad_clip=tc["grad_clip"],
-                    checkpoint_dir=checkpoint_dir,
+                    checkpoint_dir=(
+                        Path(checkpoint_dir) / f"run{run}"
+                        if checkpoint_dir is not None and runs > 1
+                        else checkpoint_dir
+                    ),
                     seed=int(self.seed) + run,
                     device=device,
                     progress=tc["progress"] if progress is None else progress,

@@ -444,12 +444,15 @@ def test_fine_tune_rejects_unknown_modules_and_untrained_models(trained):
         tiny_model().fine_tune_prepared(flux, ivar, labels, epochs=1)
 
 
-def test_fine_tune_runs_average_the_weights_of_separately_seeded_runs(trained):
+def test_fine_tune_runs_average_the_weights_of_separately_seeded_runs(trained, tmp_path):
     flux, ivar, labels = toy_spectra(48, seed=12, snr=60)
     labels[:, 0] += 150.0
     kw = {"epochs": 2, "lr": 1e-3, "validation_fraction": 0.0, "freeze": "stem"}
     soup = RemapModel.from_tree(trained.to_tree(), device="cpu")
-    soup.fine_tune_prepared(flux, ivar, labels, runs=2, **kw)
+    soup.fine_tune_prepared(flux, ivar, labels, runs=2, checkpoint_dir=tmp_path, **kw)
+    # each run keeps its own snapshots
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run1"]
+    assert all(any((tmp_path / d).iterdir()) for d in ("run0", "run1"))
     singles = []
     for offset in (0, 1):  # run r uses the model seed + r
         single = RemapModel.from_tree(trained.to_tree(), device="cpu")
