@@ -1310,6 +1310,23 @@ class RemapModel:
             val_data = (to_t(flux[val_idx]), to_t(ivar[val_idx]), to_t(positions[val_idx]))
             if augmenter is not None:  # one fixed noise draw: a comparable loss every epoch
                 val_data = augmenter(val_data, torch.Generator().manual_seed(int(self.seed) + 1))
+        fit = stage == "fit"
+        trainer_kw = {
+            "max_epochs": int(
+                epochs if epochs is not None else tc["max_epochs" if fit else "fine_tune_epochs"]
+            ),
+            "batch_size": tc["batch_size" if fit else "fine_tune_batch_size"],
+            "lr": float(lr if lr is not None else tc["lr" if fit else "fine_tune_lr"]),
+            "weight_decay": tc["weight_decay"],
+            "patience": tc["patience"],
+            "min_delta": tc["min_delta"],
+            "schedule": tc["schedule"],
+            "warmup_fraction": tc["warmup_fraction"],
+            "grad_clip": tc["grad_clip"],
+            "device": device,
+            "progress": tc["progress"] if progress is None else progress,
+            "augment": augmenter,
+        }
         objective = self._objective(config)
         start = _module_state(objective) if runs > 1 else None
         states, history = [], []
@@ -1317,32 +1334,15 @@ class RemapModel:
             for run in range(runs):
                 if run:  # every run starts from the same weights, with its own seed
                     objective.load_state_dict(start)
-                    seed_everything(int(self.seed) + (0 if stage == "fit" else 7919) + run)
+                    seed_everything(int(self.seed) + (0 if fit else 7919) + run)
                 trainer = Trainer(
-                    max_epochs=int(
-                        epochs
-                        if epochs is not None
-                        else tc["max_epochs" if stage == "fit" else "fine_tune_epochs"]
-                    ),
-                    batch_size=tc["batch_size" if stage == "fit" else "fine_tune_batch_size"],
-                    lr=float(
-                        lr if lr is not None else tc["lr" if stage == "fit" else "fine_tune_lr"]
-                    ),
-                    weight_decay=tc["weight_decay"],
-                    patience=tc["patience"],
-                    min_delta=tc["min_delta"],
-                    schedule=tc["schedule"],
-                    warmup_fraction=tc["warmup_fraction"],
-                    grad_clip=tc["grad_clip"],
+                    **trainer_kw,
                     checkpoint_dir=(
                         Path(checkpoint_dir) / f"run{run}"
                         if checkpoint_dir is not None and runs > 1
                         else checkpoint_dir
                     ),
                     seed=int(self.seed) + run,
-                    device=device,
-                    progress=tc["progress"] if progress is None else progress,
-                    augment=augmenter,
                 )
                 run_history = trainer.fit(objective, _objective_step, train_data, val_data)
                 for entry in run_history:
