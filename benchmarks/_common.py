@@ -2,6 +2,8 @@
 
 import json
 import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,4 +50,18 @@ def save(name, payload):
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name
     path.write_text(json.dumps(payload, indent=2, default=float))
+    return path
+
+
+def report(name, script, argv, t0, fields):
+    """Save ``fields`` as ``out/<name>`` with the command line, environment and wall time."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    payload = {
+        "command": " ".join([f"python benchmarks/{script}", *args]),
+        **fields,
+        "environment": environment(),
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    path = save(name, payload)
+    print(f"wrote {path}")
     return path

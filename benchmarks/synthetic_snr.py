@@ -12,7 +12,6 @@ self-consistent (same synthetic library) figures, not accuracies on real stars.
 """
 
 import argparse
-import sys
 import time
 
 import astropy.units as u
@@ -26,7 +25,7 @@ from stellarml._utils import data_dir
 from stellarml.libraries import PolynomialEmulatorLibrary
 from stellarml.spectra import log_lambda_grid, vacuum_to_air
 
-from _common import OUT, environment, robust_stats, save
+from _common import OUT, report, robust_stats
 
 SNRS = (5.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -66,19 +65,13 @@ def main(argv=None):
             results.setdefault(name, {})[f"snr{int(snr)}"] = res
             cells = [f"{k} {v['bias']:+.3g}/{v['robust_sigma']:.3g}" for k, v in res.items()]
             print(f"S/N {snr:5.0f} {name:10s} " + "; ".join(cells), flush=True)
-    path = save(
+    report(
         "synthetic_snr.json",
-        {
-            "command": "python benchmarks/synthetic_snr.py "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-            "n": args.n,
-            "seed": args.seed,
-            "environment": environment(),
-            "wall_time_s": time.perf_counter() - t0,
-            "results": results,
-        },
+        "synthetic_snr.py",
+        argv,
+        t0,
+        {"n": args.n, "seed": args.seed, "results": results},
     )
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
