@@ -307,11 +307,16 @@ class Trainer:
 
     def _scheduler(self, optimizer, total_steps):
         if self.schedule == "onecycle":
+            if total_steps < 4:  # too short to warm up and anneal: keep the rate constant
+                return None
+            # torch's OneCycleLR divides by zero when the warm-up is one step or less long
+            # (e.g. 10 steps x 0.1): give each phase at least two steps
+            pct_start = min(max(self.warmup_fraction, 2.0 / total_steps), 0.5)
             return torch.optim.lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=self.lr,
                 total_steps=total_steps,
-                pct_start=self.warmup_fraction,
+                pct_start=pct_start,
                 cycle_momentum=False,
             )
         if self.schedule == "cosine":

@@ -161,6 +161,19 @@ def test_learning_rate_schedules(schedule):
         assert lrs[-1] < 1e-5
 
 
+@pytest.mark.parametrize(("n", "epochs"), [(160, 1), (32, 1), (16, 1), (48, 2)])
+def test_onecycle_survives_very_short_schedules(n, epochs):
+    # 160 spectra in batches of 16 for one epoch: 10 steps, a 0.1 warm-up is one step,
+    # which made torch's OneCycleLR divide by zero; 2-3 steps are too few for a cycle
+    x, y = regression_data(n)
+    trainer = Trainer(
+        max_epochs=epochs, batch_size=16, lr=1e-2, warmup_fraction=0.1, progress=False
+    )
+    history = trainer.fit(small_net(), mse, (x, y))
+    assert len(history) == epochs
+    assert np.isfinite(history[-1]["loss"])
+
+
 def test_non_finite_loss_is_an_error():
     x, y = regression_data(64)
     y[3] = math.nan
