@@ -15,7 +15,6 @@ Reports the bias (median residual, model - reference) and robust sigma
 """
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -27,7 +26,7 @@ from stellarml.io.asdf import read_model
 from stellarml.models import RemapModel
 from stellarml.training.pipeline import build_finetune_library, fine_tune, in_bins, load_config
 
-from _common import GROUPS, OUT, ROOT, environment, robust_stats, save
+from _common import GROUPS, OUT, ROOT, report, robust_stats
 
 
 def predict(model, library):
@@ -144,27 +143,6 @@ def main(argv=None):
                     "coverage_68": float(inside[ok].mean()) if ok.any() else float("nan"),
                     "median_half_width": float(np.nanmedian(0.5 * (hi - lo)[ok])),
                 }
-    payload = {
-        "command": " ".join(["python benchmarks/kfold_miles.py", *(argv or sys.argv[1:])]),
-        "pretrained": str(args.pretrained),
-        "folds": args.folds,
-        "seed": args.seed,
-        "config": str(args.config),
-        "fine_tune": {k: v for k, v in cfg["fine_tune"].items() if k != "directory"},
-        "augment": augment,
-        "n_stars": n,
-        "environment": environment(),
-        "wall_time_s": time.perf_counter() - t0,
-        "results": results,
-        "per_star": {
-            "id": ids.tolist(),
-            "fold": fold_of.tolist(),
-            "reference": {name: ref[:, j].tolist() for j, name in enumerate(names)},
-            "before": {k: v.tolist() for k, v in pred["before"].items()},
-            "after": {k: v.tolist() for k, v in pred["after"].items()},
-        },
-    }
-    path = save(f"kfold_miles{args.tag}.json", payload)
     for stage in ("before", "after"):
         print(f"\n{stage} fine-tuning (bias / robust sigma [16-84 % coverage], n)")
         for group, res in results[stage].items():
@@ -174,7 +152,29 @@ def main(argv=None):
                 for name, r in res.items()
             ]
             print(f"  {group:11s} " + "; ".join(cells))
-    print(f"\nwrote {path}")
+    report(
+        f"kfold_miles{args.tag}.json",
+        "kfold_miles.py",
+        argv,
+        t0,
+        {
+            "pretrained": str(args.pretrained),
+            "folds": args.folds,
+            "seed": args.seed,
+            "config": str(args.config),
+            "fine_tune": {k: v for k, v in cfg["fine_tune"].items() if k != "directory"},
+            "augment": augment,
+            "n_stars": n,
+            "results": results,
+            "per_star": {
+                "id": ids.tolist(),
+                "fold": fold_of.tolist(),
+                "reference": {name: ref[:, j].tolist() for j, name in enumerate(names)},
+                "before": {k: v.tolist() for k, v in pred["before"].items()},
+                "after": {k: v.tolist() for k, v in pred["after"].items()},
+            },
+        },
+    )
 
 
 if __name__ == "__main__":
