@@ -3,11 +3,12 @@
     python benchmarks/kfold_miles.py [--pretrained PATH] [--config TOML] [--folds 5] [--seed 42]
 
 The pre-trained model (synthetic library only, written by
-``scripts/build_default_model.py``) is copied for each fold, evaluated on the
-held-out fold ("before"), fine-tuned on the other folds exactly as the
-default model is (the ``[fine_tune]`` table of ``--config``, by default the
-default model's ``scripts/remap-optical-r2000.toml``) and
-evaluated again ("after"). Predictions go through the public path,
+``scripts/build_default_model.py``; one network or a deep ensemble) is copied
+for each fold, evaluated on the held-out fold ("before"), fine-tuned on the
+other folds exactly as the default model is (the ``[fine_tune]`` table of
+``--config``, by default the default model's
+``scripts/remap-optical-r2000.toml``) and evaluated again ("after").
+Predictions go through the public path,
 ``derive_labels(library.to_spectrum(), model)``. Only the stars of
 ``miles_train_labels.csv`` are used; the other MILES stars are never read.
 Reports the bias (median residual, model - reference) and robust sigma
@@ -23,7 +24,6 @@ import torch
 from stellarml import derive_labels
 from stellarml.flags import FATAL
 from stellarml.io.asdf import read_model
-from stellarml.models import RemapModel
 from stellarml.training.pipeline import build_finetune_library, fine_tune, in_bins, load_config
 
 from _common import GROUPS, OUT, ROOT, report, robust_stats
@@ -110,9 +110,10 @@ def main(argv=None):
     for k, test_idx in enumerate(np.array_split(order, args.folds)):
         fold_of[test_idx] = k
         test = miles[np.sort(test_idx)]
-        model = RemapModel.from_tree(pretrained.to_tree(), device="cpu")
+        model = type(pretrained).from_tree(pretrained.to_tree(), device="cpu")
         if augment is not None:  # a model setting, changed for the fine-tuning only
-            model.training = {**(model.training or {}), "augment": augment}
+            for member in getattr(model, "members", [model]):
+                member.training = {**(member.training or {}), "augment": augment}
         before = predict(model, test)
         fine_tune(model, cfg, ids=None, exclude_ids=list(ids[test_idx]), progress=False)
         held = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test_idx])

@@ -24,8 +24,9 @@ from astropy.table import QTable
 from stellarml import __version__
 from stellarml.io.asdf import read_model
 from stellarml.libraries import PolynomialEmulatorLibrary
+from stellarml.models import RemapEnsemble
 from stellarml.spectra import log_lambda_grid
-from stellarml.training.pipeline import fine_tune, load_config, train_from_config
+from stellarml.training.pipeline import fine_tune, load_config, member_config, train_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,6 +83,23 @@ def build_examples(cfg, path, seed=2026):
     asdf.AsdfFile(tree).write_to(path, all_array_compression="zlib")
 
 
+def join_pretrained(cfg, paths):
+    """The pre-trained model(s) at ``paths``, checked against ``cfg``: one model or an ensemble."""
+    models = [read_model(p) for p in paths]
+    wanted = int(cfg["model"].get("ensemble", 1))
+    if len(models) != wanted:
+        raise SystemExit(f"[model] ensemble = {wanted} but {len(models)} pre-trained files given")
+    if len(models) == 1:
+        return models[0]
+    for k, (path, m) in enumerate(zip(paths, models, strict=True)):
+        seeds = (int(m.seed), int(m.provenance_["config"]["pretrain"]["seed"]))
+        member = member_config(cfg, k)
+        expected = (int(member["model"]["seed"]), int(member["pretrain"]["seed"]))
+        if seeds != expected:
+            raise SystemExit(f"{path}: seeds (model, library) {seeds}, member {k} needs {expected}")
+    return RemapEnsemble(models, name=cfg["model"]["name"], provenance={"config": cfg})
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=REPO / "scripts" / "remap-optical-r2000.toml")
@@ -94,8 +112,12 @@ def main(argv=None):
     )
     p.add_argument(
         "--from-pretrained",
+        nargs="+",
         default=None,
-        help="skip pre-training: fine-tune this pre-trained model (as written by --pretrained)",
+        metavar="PATH",
+        help="skip pre-training: fine-tune this pre-trained model (as written by --pretrained); "
+        "several single-network files are joined into an ensemble, in the order given "
+        "(member k must have been pre-trained with seed + k, as [model] ensemble does)",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
@@ -105,7 +127,7 @@ def main(argv=None):
     build_examples(cfg, args.examples)
     t0 = time.perf_counter()
     if args.from_pretrained:
-        model = read_model(args.from_pretrained)
+        model = join_pretrained(cfg, args.from_pretrained)
         fine_tune(model, cfg, progress=not args.quiet)
         model.provenance_["config"] = cfg
     else:
@@ -117,7 +139,7 @@ def main(argv=None):
         "machine": f"{platform.machine()} {platform.processor()} threads={args.threads}",
         "python": platform.python_version(),
         "torch": str(torch.__version__),
-        "from_pretrained": str(args.from_pretrained or ""),
+        "from_pretrained": [str(p) for p in args.from_pretrained or []],
     }
     model.write(args.output)
     print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.2f} MB)")

@@ -19,6 +19,7 @@ from .flags import LabelFlag
 __all__ = [
     "DEFAULT_MODEL",
     "LabelFlag",
+    "RemapEnsemble",
     "RemapModel",
     "__version__",
     "derive_labels",
@@ -29,8 +30,8 @@ __all__ = [
 def __getattr__(name):
     # The model classes import torch: load them on first use so that
     # `import stellarml` (e.g. by asdf's plugin discovery) stays light.
-    if name == "RemapModel":
-        from .models import RemapModel
+    if name in ("RemapModel", "RemapEnsemble"):
+        from . import models
 
-        return RemapModel
+        return getattr(models, name)
     raise AttributeError(f"module 'stellarml' has no attribute {name!r}")

@@ -205,6 +205,9 @@ def _table_meta(model):
         "model_sha256": str(source.get("sha256", "")),
         "calibration": "none (labels are the model's PDF summaries)",
     }
+    ensemble = prov.get("ensemble") or {}
+    if isinstance(ensemble, dict) and ensemble.get("n_members"):
+        meta["model_ensemble_members"] = int(ensemble["n_members"])
     fit = prov.get("fit") or {}
     if isinstance(fit, dict):
         library = fit.get("library") or {}

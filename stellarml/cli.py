@@ -89,6 +89,7 @@ def describe_model(model):
             "resolution": prep.resolution,
         },
         "stellarml_version": prov.get("stellarml_version"),
+        "ensemble": prov.get("ensemble"),
         "fine_tune_library": {
             "name": ft.get("name"),
             "n_stars": len(ft.get("ids", [])),

@@ -1,11 +1,13 @@
 """Neural-network models of stellarml: deep-REMAP and its building blocks.
 
 `RemapModel` is the user-facing deep-REMAP model (train, fine-tune, predict
-binned label PDFs); `RemapNet` is its 1-D residual network; `layers` and
-`losses` hold the residual blocks, the input encoding, the asymmetric loss and
-the embedding losses.
+binned label PDFs); `RemapEnsemble` averages the PDFs of several of them;
+`RemapNet` is the 1-D residual network; `layers` and `losses` hold the
+residual blocks, the input encoding, the asymmetric loss and the embedding
+losses.
 """
 
+from .ensemble import RemapEnsemble
 from .layers import (
     InputEncoding,
     ResidualBlockV1,
@@ -48,6 +50,7 @@ __all__ = [
     "InputEncoding",
     "LabelBins",
     "PairwiseEmbeddingLoss",
+    "RemapEnsemble",
     "RemapModel",
     "RemapNet",
     "ResidualBlockV1",

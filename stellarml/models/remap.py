@@ -651,7 +651,229 @@ def _objective_step(module, batch):
     return module(*batch)
 
 
-class RemapModel:
+def _predict_members(
+    models, distance_scales, flux, ivar, *, batch_size, device, want_pdf, want_embedding
+):
+    """Forward pass of one or more trained models (same grid and bins), in batches.
+
+    The label PDFs of the models are averaged (an equal-weight mixture) before
+    the summaries, which are computed on the device. The embedding is the first
+    model's; the domain distance is the largest of ``distance / scale`` over the
+    models that keep a domain reference.
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
+    dev = resolve_device(device)
+    first = models[0]
+    bins = first.label_bins()
+    names = list(bins)
+    nets = [m._inference_net(dev) for m in models]
+    pdf_args = [(c["variant"], c["clip"]) for c in (m.get_config()["loss"] for m in models)]
+    n = flux.shape[0]
+    pos = {name: np.empty((n, 6), dtype=np.float32) for name in names}
+    pdfs = (
+        {name: np.empty((n, b.n_bins), dtype=np.float32) for name, b in bins.items()}
+        if want_pdf
+        else None
+    )
+    emb_out = np.empty((n, nets[0].config["embedding_dim"]), dtype=np.float32)
+    refs = []
+    for m, scale in zip(models, distance_scales, strict=True):
+        ref = getattr(m, "domain_reference_", None)
+        if ref is not None:
+            ref = (torch.from_numpy(np.ascontiguousarray(ref)).to(dev), float(scale))
+        refs.append(ref)
+    dist = np.empty(n, dtype=np.float64) if any(r is not None for r in refs) else None
+    if dev.type == "cpu":  # smaller CPU batches keep the activations in cache (~20 % faster)
+        batch_size = min(batch_size, _CPU_BATCH)
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            f = flux[start:stop].to(dev, non_blocking=True)
+            iv = ivar[start:stop].to(dev, non_blocking=True)
+            mixture = [None] * len(names)
+            far = None
+            for k, (net, (variant, clip), ref) in enumerate(zip(nets, pdf_args, refs, strict=True)):
+                logits, emb = net(f, iv)
+                for j, z in enumerate(logits):
+                    p = pdf_from_logits(z, variant, clip)
+                    mixture[j] = p if mixture[j] is None else mixture[j] + p
+                if k == 0:
+                    emb_out[start:stop] = emb.cpu().numpy()
+                if ref is not None:
+                    d = torch.cdist(emb, ref[0]).min(dim=1).values
+                    if ref[1] != 1.0:
+                        d = d / ref[1]
+                    far = d if far is None else torch.maximum(far, d)
+            for name, p in zip(names, mixture, strict=True):
+                if len(nets) > 1:
+                    p = p / len(nets)
+                pos[name][start:stop] = _summary_positions(p).cpu().numpy()
+                if pdfs is not None:
+                    pdfs[name][start:stop] = p.cpu().numpy()
+            if dist is not None:
+                dist[start:stop] = far.cpu().numpy()
+    result = {"summary": {}, "edge_mass": {}}
+    for name, b in bins.items():
+        result["summary"][name], result["edge_mass"][name] = _summaries_from_positions(pos[name], b)
+    if want_pdf:
+        result["pdf"] = pdfs
+        result["bin_centers"] = {name: b.centers for name, b in bins.items()}
+    if want_embedding:
+        result["embedding"] = emb_out
+    if dist is not None:
+        result["domain_distance"] = dist
+    return result
+
+
+class _LabelPredictor:
+    """Prediction entry points shared by `RemapModel` and `RemapEnsemble`.
+
+    Subclasses provide ``preparation``, ``device``, ``_check_fitted``,
+    ``_arrays`` and ``_predict_tensors``.
+    """
+
+    def predict_prepared(
+        self, flux, ivar, *, flags=None, batch_size=1024, device=None, return_pdf=True
+    ):
+        """Label PDFs and summaries of spectra already on the model grid.
+
+        Parameters
+        ----------
+        flux : array-like
+            ``(n, npix)`` (or ``(npix,)``) continuum-normalised flux.
+        ivar : array-like or None
+            Inverse variance of ``flux`` (0 = masked pixel). `None`: unknown
+            for every spectrum, estimated with `der_snr_ivar`.
+        flags : array-like of int, optional
+            `~stellarml.flags.LabelFlag` bits per spectrum; rows with
+            ``NO_UNCERTAINTY`` (whose ``ivar`` only marks good pixels) get the
+            `der_snr_ivar` estimate, because the network reads the S/N.
+        batch_size : int
+            Spectra per forward pass (at most 256 on the CPU, which is
+            faster there).
+        device : str or `torch.device`, optional
+            Default: the model's ``device``.
+        return_pdf : bool
+            Include the full PDFs (``n * n_bins`` floats per label).
+
+        Returns
+        -------
+        result : dict
+            ``"summary"``: ``{label: {"median", "mode", "mean", "p16", "p84",
+            "err_lo", "err_hi"}}`` (``(n,)`` float64 arrays in label units);
+            ``"edge_mass"``: ``{label: (n,)}`` probability in the first plus
+            last bin; ``"pdf"``: ``{label: (n, n_bins) float32}`` and
+            ``"bin_centers"`` (if ``return_pdf``); ``"embedding"``: ``(n, E)``
+            float32; ``"domain_distance"``: ``(n,)`` Euclidean distance of the
+            embedding to the nearest stored training embedding (compare with
+            `domain_threshold_`); ``"estimated_snr"``: ``(n,)`` the DER_SNR
+            S/N of rows whose ``ivar`` was estimated, NaN elsewhere.
+        """
+        self._check_fitted()
+        estimate = None
+        if ivar is None:
+            flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
+            ivar = np.where(np.isfinite(flux), np.float32(1.0), np.float32(0.0))
+            estimate = np.ones(flux.shape[0], dtype=bool)
+        flux, ivar = self._arrays(flux, ivar)
+        if flags is not None:
+            flags = np.atleast_1d(np.asarray(flags, dtype=np.int64))
+            if flags.shape != (flux.shape[0],):
+                raise ValueError(f"flags must have shape ({flux.shape[0]},), got {flags.shape}")
+            unknown = (flags & int(LabelFlag.NO_UNCERTAINTY)) != 0
+            estimate = unknown if estimate is None else estimate | unknown
+        snr = np.full(flux.shape[0], np.nan)
+        if estimate is not None and estimate.any():
+            ivar = ivar.copy()
+            ivar[estimate], snr[estimate] = der_snr_ivar(flux[estimate], ivar[estimate])
+        result = self._predict_tensors(
+            torch.from_numpy(flux),
+            torch.from_numpy(ivar),
+            batch_size=batch_size,
+            device=self.device if device is None else device,
+            want_pdf=return_pdf,
+        )
+        result["estimated_snr"] = snr
+        return result
+
+    def predict(self, spectra, *, batch_size=1024, device=None, return_pdf=True, **prepare_kw):
+        """Prepare spectra (or a library) for the model grid and predict.
+
+        Parameters
+        ----------
+        spectra : spectra, `~stellarml.libraries.SpectralLibrary` or PreparedBatch
+            Anything `stellarml.spectra.prepare` accepts; a library is
+            prepared with its own ``prepare``; a prepared batch is used as is.
+        batch_size, device, return_pdf :
+            See `predict_prepared`.
+        **prepare_kw
+            ``rv``, ``resolution``, ``fwhm`` for `stellarml.spectra.prepare`.
+
+        Returns
+        -------
+        result : dict
+            As `predict_prepared`, one row per input spectrum; rows with
+            fatal preparation flags hold NaN; rows flagged ``NO_UNCERTAINTY``
+            use the `der_snr_ivar` estimate. Adds ``"flags"`` (preparation
+            flags; `stellarml.derive_labels` adds the quality flags),
+            ``"snr"``, ``"rv"`` and ``"messages"`` from the preparation.
+        """
+        self._check_fitted()
+        if all(hasattr(spectra, a) for a in ("flux", "ivar", "flags", "snr")) and not hasattr(
+            spectra, "prepare"
+        ):
+            batch = spectra
+        else:
+            if self.preparation is None:
+                raise ValueError("predict(spectra) needs the model's preparation settings")
+            if hasattr(spectra, "prepare") and hasattr(spectra, "label_array"):
+                batch = spectra.prepare(self.preparation)
+            else:
+                from ..spectra import prepare
+
+                batch = prepare(spectra, self.preparation, **prepare_kw)
+        flags = np.asarray(batch.flags, dtype=np.int64)
+        good = (flags & int(FATAL)) == 0
+        n = flags.size
+        sub = self.predict_prepared(
+            np.asarray(batch.flux)[good],
+            np.asarray(batch.ivar)[good],
+            flags=flags[good],
+            batch_size=batch_size,
+            device=device,
+            return_pdf=return_pdf,
+        )
+
+        def expand(arr):
+            full = np.full((n, *arr.shape[1:]), np.nan, dtype=np.result_type(arr, np.float32))
+            full[good] = arr
+            return full
+
+        result = {
+            "summary": {
+                name: {key: expand(v) for key, v in s.items()} for name, s in sub["summary"].items()
+            },
+            "edge_mass": {name: expand(v) for name, v in sub["edge_mass"].items()},
+            "embedding": expand(sub["embedding"]),
+        }
+        if "pdf" in sub:
+            result["pdf"] = {name: expand(v) for name, v in sub["pdf"].items()}
+            result["bin_centers"] = sub["bin_centers"]
+        if "domain_distance" in sub:
+            result["domain_distance"] = expand(sub["domain_distance"])
+        result["estimated_snr"] = expand(sub["estimated_snr"])
+        result.update(
+            flags=flags,
+            snr=np.asarray(batch.snr),
+            rv=np.asarray(batch.rv),
+            messages=list(batch.messages),
+        )
+        return result
+
+
+class RemapModel(_LabelPredictor):
     """deep-REMAP stellar-label model: train, fine-tune, predict label PDFs.
 
     Scikit-learn style: the constructor only stores its arguments; `fit`,
@@ -1491,193 +1713,16 @@ class RemapModel:
         self, flux, ivar, *, batch_size, device, want_pdf=True, want_embedding=True
     ):
         """Forward pass in batches; summaries computed on the device."""
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        batch_size = int(batch_size)
-        dev = resolve_device(device)
-        loss_cfg = self.get_config()["loss"]
-        bins = self.label_bins()
-        net = self._inference_net(dev)
-        n = flux.shape[0]
-        names = list(bins)
-        pos = {name: np.empty((n, 6), dtype=np.float32) for name in names}
-        pdfs = (
-            {name: np.empty((n, b.n_bins), dtype=np.float32) for name, b in bins.items()}
-            if want_pdf
-            else None
-        )
-        emb_out = np.empty((n, net.config["embedding_dim"]), dtype=np.float32)
-        ref = None
-        if getattr(self, "domain_reference_", None) is not None:
-            ref = torch.from_numpy(np.ascontiguousarray(self.domain_reference_)).to(dev)
-        dist = np.empty(n, dtype=np.float64) if ref is not None else None
-        if dev.type == "cpu":  # smaller CPU batches keep the activations in cache (~20 % faster)
-            batch_size = min(batch_size, _CPU_BATCH)
-        with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                f = flux[start:stop].to(dev, non_blocking=True)
-                iv = ivar[start:stop].to(dev, non_blocking=True)
-                logits, emb = net(f, iv)
-                for name, z in zip(names, logits, strict=True):
-                    p = pdf_from_logits(z, loss_cfg["variant"], loss_cfg["clip"])
-                    pos[name][start:stop] = _summary_positions(p).cpu().numpy()
-                    if pdfs is not None:
-                        pdfs[name][start:stop] = p.cpu().numpy()
-                emb_out[start:stop] = emb.cpu().numpy()
-                if ref is not None:
-                    dist[start:stop] = torch.cdist(emb, ref).min(dim=1).values.cpu().numpy()
-        result = {"summary": {}, "edge_mass": {}}
-        for name, b in bins.items():
-            result["summary"][name], result["edge_mass"][name] = _summaries_from_positions(
-                pos[name], b
-            )
-        if want_pdf:
-            result["pdf"] = pdfs
-            result["bin_centers"] = {name: b.centers for name, b in bins.items()}
-        if want_embedding:
-            result["embedding"] = emb_out
-        if dist is not None:
-            result["domain_distance"] = dist
-        return result
-
-    def predict_prepared(
-        self, flux, ivar, *, flags=None, batch_size=1024, device=None, return_pdf=True
-    ):
-        """Label PDFs and summaries of spectra already on the model grid.
-
-        Parameters
-        ----------
-        flux : array-like
-            ``(n, npix)`` (or ``(npix,)``) continuum-normalised flux.
-        ivar : array-like or None
-            Inverse variance of ``flux`` (0 = masked pixel). `None`: unknown
-            for every spectrum, estimated with `der_snr_ivar`.
-        flags : array-like of int, optional
-            `~stellarml.flags.LabelFlag` bits per spectrum; rows with
-            ``NO_UNCERTAINTY`` (whose ``ivar`` only marks good pixels) get the
-            `der_snr_ivar` estimate, because the network reads the S/N.
-        batch_size : int
-            Spectra per forward pass (at most 256 on the CPU, which is
-            faster there).
-        device : str or `torch.device`, optional
-            Default: the model's ``device``.
-        return_pdf : bool
-            Include the full PDFs (``n * n_bins`` floats per label).
-
-        Returns
-        -------
-        result : dict
-            ``"summary"``: ``{label: {"median", "mode", "mean", "p16", "p84",
-            "err_lo", "err_hi"}}`` (``(n,)`` float64 arrays in label units);
-            ``"edge_mass"``: ``{label: (n,)}`` probability in the first plus
-            last bin; ``"pdf"``: ``{label: (n, n_bins) float32}`` and
-            ``"bin_centers"`` (if ``return_pdf``); ``"embedding"``: ``(n, E)``
-            float32; ``"domain_distance"``: ``(n,)`` Euclidean distance of the
-            embedding to the nearest stored training embedding (compare with
-            `domain_threshold_`); ``"estimated_snr"``: ``(n,)`` the DER_SNR
-            S/N of rows whose ``ivar`` was estimated, NaN elsewhere.
-        """
-        self._check_fitted()
-        estimate = None
-        if ivar is None:
-            flux = np.atleast_2d(np.asarray(flux, dtype=np.float32))
-            ivar = np.where(np.isfinite(flux), np.float32(1.0), np.float32(0.0))
-            estimate = np.ones(flux.shape[0], dtype=bool)
-        flux, ivar = self._arrays(flux, ivar)
-        if flags is not None:
-            flags = np.atleast_1d(np.asarray(flags, dtype=np.int64))
-            if flags.shape != (flux.shape[0],):
-                raise ValueError(f"flags must have shape ({flux.shape[0]},), got {flags.shape}")
-            unknown = (flags & int(LabelFlag.NO_UNCERTAINTY)) != 0
-            estimate = unknown if estimate is None else estimate | unknown
-        snr = np.full(flux.shape[0], np.nan)
-        if estimate is not None and estimate.any():
-            ivar = ivar.copy()
-            ivar[estimate], snr[estimate] = der_snr_ivar(flux[estimate], ivar[estimate])
-        result = self._predict_tensors(
-            torch.from_numpy(flux),
-            torch.from_numpy(ivar),
-            batch_size=batch_size,
-            device=self.device if device is None else device,
-            want_pdf=return_pdf,
-        )
-        result["estimated_snr"] = snr
-        return result
-
-    def predict(self, spectra, *, batch_size=1024, device=None, return_pdf=True, **prepare_kw):
-        """Prepare spectra (or a library) for the model grid and predict.
-
-        Parameters
-        ----------
-        spectra : spectra, `~stellarml.libraries.SpectralLibrary` or PreparedBatch
-            Anything `stellarml.spectra.prepare` accepts; a library is
-            prepared with its own ``prepare``; a prepared batch is used as is.
-        batch_size, device, return_pdf :
-            See `predict_prepared`.
-        **prepare_kw
-            ``rv``, ``resolution``, ``fwhm`` for `stellarml.spectra.prepare`.
-
-        Returns
-        -------
-        result : dict
-            As `predict_prepared`, one row per input spectrum; rows with
-            fatal preparation flags hold NaN; rows flagged ``NO_UNCERTAINTY``
-            use the `der_snr_ivar` estimate. Adds ``"flags"`` (preparation
-            flags; `stellarml.derive_labels` adds the quality flags),
-            ``"snr"``, ``"rv"`` and ``"messages"`` from the preparation.
-        """
-        self._check_fitted()
-        if all(hasattr(spectra, a) for a in ("flux", "ivar", "flags", "snr")) and not hasattr(
-            spectra, "prepare"
-        ):
-            batch = spectra
-        else:
-            if self.preparation is None:
-                raise ValueError("predict(spectra) needs the model's preparation settings")
-            if hasattr(spectra, "prepare") and hasattr(spectra, "label_array"):
-                batch = spectra.prepare(self.preparation)
-            else:
-                from ..spectra import prepare
-
-                batch = prepare(spectra, self.preparation, **prepare_kw)
-        flags = np.asarray(batch.flags, dtype=np.int64)
-        good = (flags & int(FATAL)) == 0
-        n = flags.size
-        sub = self.predict_prepared(
-            np.asarray(batch.flux)[good],
-            np.asarray(batch.ivar)[good],
-            flags=flags[good],
+        return _predict_members(
+            [self],
+            [1.0],
+            flux,
+            ivar,
             batch_size=batch_size,
             device=device,
-            return_pdf=return_pdf,
+            want_pdf=want_pdf,
+            want_embedding=want_embedding,
         )
-
-        def expand(arr):
-            full = np.full((n, *arr.shape[1:]), np.nan, dtype=np.result_type(arr, np.float32))
-            full[good] = arr
-            return full
-
-        result = {
-            "summary": {
-                name: {key: expand(v) for key, v in s.items()} for name, s in sub["summary"].items()
-            },
-            "edge_mass": {name: expand(v) for name, v in sub["edge_mass"].items()},
-            "embedding": expand(sub["embedding"]),
-        }
-        if "pdf" in sub:
-            result["pdf"] = {name: expand(v) for name, v in sub["pdf"].items()}
-            result["bin_centers"] = sub["bin_centers"]
-        if "domain_distance" in sub:
-            result["domain_distance"] = expand(sub["domain_distance"])
-        result["estimated_snr"] = expand(sub["estimated_snr"])
-        result.update(
-            flags=flags,
-            snr=np.asarray(batch.snr),
-            rv=np.asarray(batch.rv),
-            messages=list(batch.messages),
-        )
-        return result
 
     # ------------------------------------------------------------------ serialisation
     def to_tree(self):

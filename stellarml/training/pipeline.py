@@ -10,7 +10,11 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
 ``[model]``
     ``name``, ``labels``, ``seed``, and optional ``[model.bins]``
     (``label = [lo, hi, width]``), ``[model.architecture]``, ``[model.loss]``,
-    ``[model.training]`` overriding the `~stellarml.models.RemapModel` defaults.
+    ``[model.training]`` overriding the `~stellarml.models.RemapModel` defaults,
+    and ``ensemble`` (number of members, default 1): with N > 1 the result is
+    a `~stellarml.models.RemapEnsemble` of N models, member k pre-trained with
+    ``seed + k`` (and its own synthetic library, ``[pretrain] seed + k``) and
+    each fine-tuned the same way.
 ``[preparation]``
     ``wavelength_min``, ``wavelength_max`` [Angstrom], ``dloglam`` (step in
     ln lambda), ``medium``, ``resolution`` (R), and optional
@@ -45,6 +49,7 @@ __all__ = [
     "fine_tune",
     "in_bins",
     "load_config",
+    "member_config",
     "train_from_config",
 ]
 
@@ -92,7 +97,24 @@ def load_config(config):
             raise ValueError(f"[{section}] lacks {', '.join(missing)}")
     if "pretrain" not in cfg:
         raise ValueError("training configuration lacks the [pretrain] table")
+    n = cfg["model"].get("ensemble", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"[model] ensemble must be a positive integer, got {n!r}")
     return _expand(cfg)
+
+
+def member_config(cfg, k):
+    """The configuration of ensemble member ``k``: model and library seeds shifted by ``k``.
+
+    Member 0 is the configuration itself, unchanged.
+    """
+    member = copy.deepcopy(cfg)
+    if k == 0:
+        return member
+    seed = int(member["model"].get("seed", 0))
+    member["model"]["seed"] = seed + k
+    member["pretrain"]["seed"] = int(member["pretrain"].get("seed", seed)) + k
+    return member
 
 
 def build_preparation(cfg):
@@ -222,14 +244,26 @@ def train_from_config(
 
     Returns
     -------
-    model : `~stellarml.models.RemapModel`
+    model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        An ensemble when ``[model] ensemble`` is above 1.
     """
     cfg = load_config(config)
     preparation = build_preparation(cfg)
-    model = build_model(cfg, preparation)
-    library = build_pretrain_library(cfg, preparation)
-    model.fit(library, progress=progress)
-    del library
+    members = []
+    for k in range(int(cfg["model"].get("ensemble", 1))):
+        member_cfg = member_config(cfg, k)
+        member = build_model(member_cfg, preparation)
+        library = build_pretrain_library(member_cfg, preparation)
+        member.fit(library, progress=progress)
+        del library
+        member.provenance_["config"] = member_cfg
+        members.append(member)
+    if len(members) == 1:
+        model = members[0]
+    else:
+        from ..models import RemapEnsemble
+
+        model = RemapEnsemble(members, name=cfg["model"]["name"])
     if pretrained_output is not None:
         model.provenance_["config"] = cfg
         model.write(pretrained_output)
@@ -258,10 +292,12 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True):
         validation_fraction=f.get("validation_fraction"),
         progress=progress,
     )
-    model.provenance_["fine_tune_library"] = {
+    record = {
         "name": "MILES (training list)",
         "ids": [str(i) for i in np.asarray(observed.labels["id"])],
         "outside_bins_ids": outside,
         "dropped": observed.meta.get("dropped", []),
     }
+    for target in (model, *getattr(model, "members", ())):
+        target.provenance_["fine_tune_library"] = copy.deepcopy(record)
     return model

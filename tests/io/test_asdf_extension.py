@@ -15,13 +15,15 @@ from stellarml.io.asdf.extension import (
     LABEL_SPEC_TAG,
     MANIFEST_URI,
     PREPARATION_SETTINGS_TAG,
+    REMAP_ENSEMBLE_TAG,
     REMAP_MODEL_TAG,
 )
 from stellarml.labels import LABELS, LabelSpec
 
 RESOURCES = importlib.resources.files("stellarml.io.asdf") / "resources"
 SCHEMA_FILES = sorted(p.name for p in (RESOURCES / "schemas").iterdir() if p.name.endswith(".yaml"))
-EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.0.0"
+EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.1.0"
+OLD_EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.0.0"
 
 
 def roundtrip(tree):
@@ -39,10 +41,21 @@ def test_extension_registered_via_entry_points():
     ext = next(e for e in asdf.get_config().extensions if e.extension_uri == EXTENSION_URI)
     assert {t.tag_uri for t in ext.tags} == {
         REMAP_MODEL_TAG,
+        REMAP_ENSEMBLE_TAG,
         LABEL_SPEC_TAG,
         PREPARATION_SETTINGS_TAG,
     }
     assert ext.package_name == "stellarml"
+    # files written under the first manifest (no ensembles) stay readable
+    old = next(e for e in asdf.get_config().extensions if e.extension_uri == OLD_EXTENSION_URI)
+    assert {t.tag_uri for t in old.tags} == {
+        REMAP_MODEL_TAG,
+        LABEL_SPEC_TAG,
+        PREPARATION_SETTINGS_TAG,
+    }
+    # the newest manifest comes first, so asdf writes with it
+    ours = [e.extension_uri for e in asdf.get_config().extensions if e.package_name == "stellarml"]
+    assert ours[:2] == [EXTENSION_URI, OLD_EXTENSION_URI]
 
 
 def test_manifest_resource():

@@ -104,6 +104,18 @@ def test_round_trip(toy, model_file):
             np.testing.assert_array_equal(a[name][key], b[name][key])
 
 
+def test_files_of_the_first_manifest_still_read(toy, model_file, tmp_path, recwarn):
+    # a model written by a stellarml whose extension was stellarml-1.0.0 (before ensembles)
+    old = _edited(
+        model_file, tmp_path, b"extensions/stellarml-1.1.0", b"extensions/stellarml-1.0.0"
+    )
+    back = read_model(old)
+    assert not [w for w in recwarn if "stellarml" in str(w.message)]
+    model, flux, ivar = toy
+    a, b = _predict(model, flux, ivar), _predict(back, flux, ivar)
+    np.testing.assert_array_equal(a["teff"]["median"], b["teff"]["median"])
+
+
 def test_source_and_hash(toy, model_file, tmp_path):
     model = toy[0]
     expected = hashlib.sha256(model_file.read_bytes()).hexdigest()
@@ -246,7 +258,10 @@ def test_unsupported_tag_version(model_file, tmp_path):
     with pytest.raises(UnsupportedModelVersionError, match=r"remap_model-9\.0\.0") as info:
         read_model(path)
     message = str(info.value)
-    assert "supported: label_spec-1.0.0, preparation_settings-1.0.0, remap_model-1.0.0" in message
+    assert (
+        "supported: label_spec-1.0.0, preparation_settings-1.0.0, remap_ensemble-1.0.0, "
+        "remap_model-1.0.0" in message
+    )
 
 
 @pytest.mark.parametrize(

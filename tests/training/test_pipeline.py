@@ -124,3 +124,33 @@ def test_train_tiny_end_to_end(tiny_config, tmp_path):
     assert record["loss_overrides"] == {"sigma_bins": 2.0}
     assert (record["n_train"], record["n_validation"]) == (8, 0)
     assert back.metrics_["fine_tune"]["split"] == "training"
+
+
+def test_train_tiny_ensemble(tiny_config, tmp_path):
+    text = tiny_config.read_text().replace('device = "cpu"', 'device = "cpu"\nensemble = 2')
+    text = text.replace("runs = 2", "runs = 1")
+    tiny_config.write_text(text)
+    out = tmp_path / "ens.asdf"
+    model = train_from_config(tiny_config, output=out, progress=False)
+    back = read_model(out)
+    assert type(back).__name__ == "RemapEnsemble" and len(back) == 2
+    # member k: model and library seeds shifted by k; each fine-tuned on the same stars
+    assert [m.seed for m in back.members] == [3, 4]
+    assert [m.provenance_["config"]["pretrain"]["seed"] for m in back.members] == [3, 4]
+    assert back.provenance_["ensemble"]["member_seeds"] == [3, 4]
+    for m in (back, *back.members):
+        assert len(m.provenance_["fine_tune_library"]["ids"]) == 8
+    w0, w1 = (m.net_.state_dict()["embedding.weight"] for m in model.members)
+    assert not np.allclose(w0.numpy(), w1.numpy())
+    assert back.provenance_["config"]["model"]["ensemble"] == 2
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_bad_ensemble_size(value):
+    cfg = {
+        "model": {"name": "x", "ensemble": value},
+        "preparation": {"wavelength_min": 1, "wavelength_max": 2, "dloglam": 1e-3},
+        "pretrain": {},
+    }
+    with pytest.raises(ValueError, match="ensemble must be a positive integer"):
+        load_config(cfg)

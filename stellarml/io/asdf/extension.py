@@ -2,7 +2,12 @@
 
 from asdf.extension import ManifestExtension
 
-from .converters import LabelSpecConverter, PreparationSettingsConverter, RemapModelConverter
+from .converters import (
+    LabelSpecConverter,
+    PreparationSettingsConverter,
+    RemapEnsembleConverter,
+    RemapModelConverter,
+)
 
 __all__ = [
     "CONVERTERS",
@@ -10,21 +15,26 @@ __all__ = [
     "MANIFEST_URI",
     "MODEL_CONVERTERS",
     "PREPARATION_SETTINGS_TAG",
+    "REMAP_ENSEMBLE_TAG",
     "REMAP_MODEL_TAG",
     "STELLARML_EXTENSIONS",
 ]
 
 #: URI of the current manifest.
-MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0"
+MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-1.1.0"
+#: Older manifests still read (files written by earlier stellarml versions).
+OLDER_MANIFEST_URIS = ("asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0",)
 #: Tag written for `~stellarml.models.remap.RemapModel`.
 REMAP_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/remap_model-1.0.0"
+#: Tag written for `~stellarml.models.ensemble.RemapEnsemble`.
+REMAP_ENSEMBLE_TAG = "asdf://stellarml.org/stellarml/tags/remap_ensemble-1.0.0"
 #: Tag written for `~stellarml.labels.LabelSpec`.
 LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
 #: Tag written for `~stellarml.spectra.prepare.PreparationSettings`.
 PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_settings-1.0.0"
 
 #: Converters of trained models (what `stellarml.io.asdf.model_io` reads and writes).
-MODEL_CONVERTERS = [RemapModelConverter()]
+MODEL_CONVERTERS = [RemapModelConverter(), RemapEnsembleConverter()]
 
 #: Converter instances shared by every manifest version.
 CONVERTERS = [*MODEL_CONVERTERS, LabelSpecConverter(), PreparationSettingsConverter()]
@@ -32,5 +42,6 @@ CONVERTERS = [*MODEL_CONVERTERS, LabelSpecConverter(), PreparationSettingsConver
 #: One extension per manifest; the newest first (asdf writes with the first
 #: extension that supports a type).
 STELLARML_EXTENSIONS = [
-    ManifestExtension.from_uri(MANIFEST_URI, converters=CONVERTERS),
+    ManifestExtension.from_uri(uri, converters=CONVERTERS)
+    for uri in (MANIFEST_URI, *OLDER_MANIFEST_URIS)
 ]
