@@ -108,7 +108,8 @@ def main(argv=None):
     p.add_argument(
         "--pretrained",
         default=REPO / "benchmarks" / "out" / "remap-optical-r2000-pretrained.asdf",
-        help="also write the pre-trained (not fine-tuned) model here, for benchmarks",
+        help="also write the pre-trained (not fine-tuned) model here, for benchmarks "
+        "(with several --from-pretrained files: the ensemble joined from them)",
     )
     p.add_argument(
         "--from-pretrained",
@@ -128,6 +129,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     if args.from_pretrained:
         model = join_pretrained(cfg, args.from_pretrained)
+        if len(args.from_pretrained) > 1:  # the joined ensemble, as a full build writes it
+            Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
+            model.write(args.pretrained)
         fine_tune(model, cfg, progress=not args.quiet)
         model.provenance_["config"] = cfg
     else:
