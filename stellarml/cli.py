@@ -124,14 +124,18 @@ def _cmd_demo(args):
 
     spectra, truth = example_spectra()
     table = derive_labels(spectra, model=args.model, device=args.device)
-    shown = table[["teff", "teff_err_lo", "teff_err_hi", "logg", "fe_h", "snr", "flags"]]
+    shown = table[
+        ["teff", "teff_err_lo", "teff_err_hi", "logg", "fe_h", "snr", "flags", "flag_names"]
+    ]
     truth_cols = truth[[c for c in truth.colnames if c in ("teff", "logg", "fe_h")]]
     for name in truth_cols.colnames:
         truth_cols.rename_column(name, f"true_{name}")
     comparison = hstack([truth_cols, shown])
-    for name in comparison.colnames:
-        if comparison[name].dtype.kind == "f":
-            comparison[name].info.format = ".3g"
+    for name in comparison.colnames:  # K to the kelvin, dex to 0.01 dex, S/N to 0.1
+        col = comparison[name]
+        if col.dtype.kind == "f":
+            unit = str(getattr(col, "unit", "") or "")
+            col.info.format = {"K": ".0f", "dex": ".2f"}.get(unit, ".1f")
     comparison.pprint(max_lines=-1, max_width=-1)
     if args.output:
         _write_table(table, args.output, None)

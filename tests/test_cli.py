@@ -43,7 +43,9 @@ def test_demo_writes_votable(tmp_path, capsys):
     out = tmp_path / "demo.xml"
     assert main(["demo", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "true_teff" in printed
+    assert "true_teff" in printed and "flag_names" in printed
+    # the solar twin's true labels, printed to the kelvin and to 0.01 dex
+    assert "     5770      4.40      0.00 " in printed
     assert len(LabelTable.read(out, format="votable")) == 8
 
 
