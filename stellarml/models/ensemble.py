@@ -14,7 +14,7 @@ pass per member.
 
 import numpy as np
 
-from .remap import RemapModel, _LabelPredictor, _plain, _predict_members
+from .remap import RemapModel, _LabelPredictor, _plain
 
 __all__ = ["RemapEnsemble"]
 
@@ -137,23 +137,13 @@ class RemapEnsemble(_LabelPredictor):
     def _arrays(self, flux, ivar, *, noiseless=False):
         return self.members[0]._arrays(flux, ivar, noiseless=noiseless)
 
-    def _predict_tensors(
-        self, flux, ivar, *, batch_size, device, want_pdf=True, want_embedding=True
-    ):
+    def _prediction_members(self):
+        """The members; each domain distance in units of that member's threshold."""
         scales = []
         for m in self.members:
             thr = getattr(m, "domain_threshold_", None)
             scales.append(thr if thr is not None and thr > 0 else 1.0)
-        return _predict_members(
-            self.members,
-            scales,
-            flux,
-            ivar,
-            batch_size=batch_size,
-            device=device,
-            want_pdf=want_pdf,
-            want_embedding=want_embedding,
-        )
+        return self.members, scales
 
     def _refresh_provenance(self):
         first = self.members[0].provenance_ or {}

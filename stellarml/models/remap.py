@@ -731,8 +731,25 @@ class _LabelPredictor:
     """Prediction entry points shared by `RemapModel` and `RemapEnsemble`.
 
     Subclasses provide ``preparation``, ``device``, ``_check_fitted``,
-    ``_arrays`` and ``_predict_tensors``.
+    ``_arrays`` and ``_prediction_members`` (the networks that predict and the
+    scale each one's domain distance is divided by).
     """
+
+    def _predict_tensors(
+        self, flux, ivar, *, batch_size, device, want_pdf=True, want_embedding=True
+    ):
+        """Forward pass in batches; summaries computed on the device."""
+        members, scales = self._prediction_members()
+        return _predict_members(
+            members,
+            scales,
+            flux,
+            ivar,
+            batch_size=batch_size,
+            device=device,
+            want_pdf=want_pdf,
+            want_embedding=want_embedding,
+        )
 
     def predict_prepared(
         self, flux, ivar, *, flags=None, batch_size=1024, device=None, return_pdf=True
@@ -1709,20 +1726,9 @@ class RemapModel(_LabelPredictor):
             self._inference_cache = cached
         return cached[1]
 
-    def _predict_tensors(
-        self, flux, ivar, *, batch_size, device, want_pdf=True, want_embedding=True
-    ):
-        """Forward pass in batches; summaries computed on the device."""
-        return _predict_members(
-            [self],
-            [1.0],
-            flux,
-            ivar,
-            batch_size=batch_size,
-            device=device,
-            want_pdf=want_pdf,
-            want_embedding=want_embedding,
-        )
+    def _prediction_members(self):
+        """One network, its domain distance in embedding units."""
+        return [self], [1.0]
 
     # ------------------------------------------------------------------ serialisation
     def to_tree(self):
