@@ -12,7 +12,9 @@ Predictions go through the public path,
 ``derive_labels(library.to_spectrum(), model)``. Only the stars of
 ``miles_train_labels.csv`` are used; the other MILES stars are never read.
 Reports the bias (median residual, model - reference) and robust sigma
-(1.4826 x MAD) per label for FGK dwarfs, FGK giants and M stars.
+(1.4826 x MAD) per label for FGK dwarfs, FGK giants and M stars. For an
+ensemble it also scores each fine-tuned member alone ("member<k>"), on the
+same folds, so the gain of averaging is measured, not assumed.
 """
 
 import argparse
@@ -102,7 +104,9 @@ def main(argv=None):
     ids = np.asarray(miles.labels["id"]).astype(str)
     n = len(miles)
     keys = [f"{name}{suffix}" for name in names for suffix in ("", "_p16", "_p84")]
-    pred = {stage: {k: np.full(n, np.nan) for k in keys} for stage in ("before", "after")}
+    members = getattr(pretrained, "members", [])
+    stages = ["before", "after", *(f"member{k}" for k in range(len(members)))]
+    pred = {stage: {k: np.full(n, np.nan) for k in keys} for stage in stages}
     fold_of = np.full(n, -1)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(n)
@@ -118,15 +122,17 @@ def main(argv=None):
         fine_tune(model, cfg, ids=None, exclude_ids=list(ids[test_idx]), progress=False)
         held = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test_idx])
         assert not held, f"fold {k}: test stars used in fine-tuning: {sorted(held)[:5]}"
-        after = predict(model, test)
-        for key in keys:
-            pred["before"][key][np.sort(test_idx)] = before[key]
-            pred["after"][key][np.sort(test_idx)] = after[key]
+        scored = {"before": before, "after": predict(model, test)}
+        for j, member in enumerate(getattr(model, "members", [])):
+            scored[f"member{j}"] = predict(member, test)
+        for stage, values in scored.items():
+            for key in keys:
+                pred[stage][key][np.sort(test_idx)] = values[key]
         print(f"fold {k + 1}/{args.folds} done ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     teff, logg = ref[:, names.index("teff")], ref[:, names.index("logg")]
     results = {}
-    for stage in ("before", "after"):
+    for stage in stages:
         results[stage] = {}
         for group, select in GROUPS.items():
             sel = select(teff, logg)
@@ -144,8 +150,9 @@ def main(argv=None):
                     "coverage_68": float(inside[ok].mean()) if ok.any() else float("nan"),
                     "median_half_width": float(np.nanmedian(0.5 * (hi - lo)[ok])),
                 }
-    for stage in ("before", "after"):
-        print(f"\n{stage} fine-tuning (bias / robust sigma [16-84 % coverage], n)")
+    for stage in stages:
+        title = f"{stage} fine-tuning" if stage in ("before", "after") else f"{stage} alone"
+        print(f"\n{title} (bias / robust sigma [16-84 % coverage], n)")
         for group, res in results[stage].items():
             cells = [
                 f"{name} {r['bias']:+.3g} / {r['robust_sigma']:.3g} "
@@ -171,8 +178,7 @@ def main(argv=None):
                 "id": ids.tolist(),
                 "fold": fold_of.tolist(),
                 "reference": {name: ref[:, j].tolist() for j, name in enumerate(names)},
-                "before": {k: v.tolist() for k, v in pred["before"].items()},
-                "after": {k: v.tolist() for k, v in pred["after"].items()},
+                **{stage: {k: v.tolist() for k, v in pred[stage].items()} for stage in stages},
             },
         },
     )
