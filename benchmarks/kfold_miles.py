@@ -1,6 +1,7 @@
 """k-fold cross-validated accuracy on the MILES *training* stars, before and after fine-tuning.
 
-    python benchmarks/kfold_miles.py [--pretrained PATH] [--config TOML] [--folds 5] [--seed 42]
+    python benchmarks/kfold_miles.py [--pretrained PATH] [--member K] [--config TOML]
+                                     [--folds 5] [--seed 42]
 
 The pre-trained model (synthetic library only, written by
 ``scripts/build_default_model.py``; one network or a deep ensemble) is copied
@@ -53,6 +54,12 @@ def main(argv=None):
         default=ROOT / "scripts" / "remap-optical-r2000.toml",
         help="configuration whose [fine_tune] table is used",
     )
+    p.add_argument(
+        "--member",
+        type=int,
+        default=None,
+        help="use only member K of a pre-trained ensemble (one network, as it was pre-trained)",
+    )
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2)
@@ -82,6 +89,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     pretrained = read_model(args.pretrained)
+    if args.member is not None:
+        pretrained = pretrained.members[args.member]
     cfg = pretrained.provenance_["config"]
     cfg["fine_tune"] = load_config(args.config)["fine_tune"]
     for key in ("freeze", "epochs", "lr", "runs", "validation_fraction"):
@@ -167,6 +176,7 @@ def main(argv=None):
         t0,
         {
             "pretrained": str(args.pretrained),
+            "member": args.member,
             "folds": args.folds,
             "seed": args.seed,
             "config": str(args.config),
