@@ -194,6 +194,32 @@ def test_batch_chunks_and_rv_groups_give_identical_rows(monkeypatch):
     assert both.messages == full.messages and len(full[[0, 2]]) == 2
 
 
+def test_chunks_on_threads_give_the_serial_rows_in_order(monkeypatch):
+    # 13 spectra in chunks of 2: seven chunks shared out over three threads
+    rng = np.random.default_rng(6)
+    n = 13
+    flux = _rest_spectrum(FINE) * rng.uniform(0.5, 2.0, (n, 1))
+    flux[4, :] = np.nan  # a bad row among the chunks keeps its place
+    rv = rng.uniform(-60.0, 60.0, n)  # a different operator for every row
+    monkeypatch.setattr(prepare_module, "_CHUNK_ROWS", 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = prepare_arrays(FINE, flux, None, SETTINGS, resolution=50000, rv=rv)
+        torch.set_num_threads(3)
+        threaded = prepare_arrays(FINE, flux, None, SETTINGS, resolution=50000, rv=rv)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(threaded.flux, serial.flux)
+    np.testing.assert_array_equal(threaded.ivar, serial.ivar)
+    np.testing.assert_array_equal(threaded.flags, serial.flags)
+    assert threaded.messages == serial.messages and serial.flags[4] & FATAL
+    np.testing.assert_array_equal(threaded.rv, rv)
+    # each row is the spectrum prepared alone
+    alone = prepare_arrays(FINE, flux[7], None, SETTINGS, resolution=50000, rv=rv[7])
+    np.testing.assert_allclose(threaded.flux[7], alone.flux[0], rtol=1e-6, atol=1e-7)
+
+
 def test_prepare_arrays_rejects_malformed_input():
     flux = np.ones((2, FINE.size))
     with pytest.raises(TypeError, match="PreparationSettings"):
