@@ -22,7 +22,6 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 from astropy import units as u
 from specutils import Spectrum, SpectrumCollection
 
@@ -391,10 +390,12 @@ def _prepare_chunks(chunks, args):
     """`_prepare_chunk` of every chunk, in order, on as many threads as torch uses.
 
     The chunks are independent and their numpy/scipy work releases the GIL, so
-    threads scale (1.8x on two cores for 4096 spectra); the results do not
-    depend on the number of threads. ``torch.set_num_threads`` therefore
-    limits the whole of `stellarml.derive_labels`, preparation included.
+    threads scale (1.3-1.7x on two cores for 4096 spectra, ``benchmarks/RESULTS.md``);
+    the results do not depend on the number of threads. ``torch.set_num_threads``
+    therefore limits the whole of `stellarml.derive_labels`, preparation included.
     """
+    import torch  # here, like the rest of this module: importing it stays torch-free
+
     workers = min(len(chunks), max(1, torch.get_num_threads()))
     if workers <= 1:
         return [_prepare_chunk(rows, *args) for rows in chunks]
