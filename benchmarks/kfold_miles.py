@@ -90,7 +90,10 @@ def main(argv=None):
 
     pretrained = read_model(args.pretrained)
     if args.member is not None:
-        pretrained = pretrained.members[args.member]
+        members = getattr(pretrained, "members", [])
+        if not 0 <= args.member < len(members):
+            p.error(f"--member {args.member}: {args.pretrained} has {len(members)} members")
+        pretrained = members[args.member]
     cfg = pretrained.provenance_["config"]
     cfg["fine_tune"] = load_config(args.config)["fine_tune"]
     for key in ("freeze", "epochs", "lr", "runs", "validation_fraction"):
