@@ -1,9 +1,14 @@
-"""Registry of the stellar labels that stellarml knows about.
+"""Registries of the stellar labels and per-spectrum diagnostics that stellarml knows about.
 
 Every label has a canonical name (the column name in output tables), a unit,
 an IVOA UCD, a human description and the physically allowed range. Models,
 libraries and catalogues look labels up here so that units and UCDs are the
 same everywhere.
+
+Diagnostics (`DiagnosticSpec`) are the per-spectrum numbers a model reports
+beside its labels, such as a domain distance, a chi-square or a Cramér–Rao
+bound; a model puts them into its `~stellarml.posterior.LabelPosterior` and
+the catalogue turns every registered diagnostic it finds into a column.
 
 ``logg`` is stored in plain ``dex``: it is log10 of the surface gravity in
 cm s^-2. The function unit ``u.dex(u.cm / u.s**2)`` would be more explicit but
@@ -14,7 +19,16 @@ from dataclasses import dataclass
 
 import astropy.units as u
 
-__all__ = ["LABELS", "LabelSpec", "get_label", "register_label"]
+__all__ = [
+    "DIAGNOSTICS",
+    "LABELS",
+    "DiagnosticSpec",
+    "LabelSpec",
+    "get_diagnostic",
+    "get_label",
+    "register_diagnostic",
+    "register_label",
+]
 
 
 @dataclass(frozen=True)
@@ -103,3 +117,107 @@ def get_label(name):
         raise KeyError(
             f"unknown label {name!r}; known labels: {', '.join(sorted(LABELS))}"
         ) from None
+
+
+@dataclass(frozen=True)
+class DiagnosticSpec:
+    """Description of one per-spectrum diagnostic a model can report.
+
+    Parameters
+    ----------
+    name : str
+        Column name (``"chi2"``); for a per-label diagnostic the column of
+        label ``L`` is ``L_<name>`` (``teff_crlb``).
+    unit : `~astropy.units.UnitBase` or None
+        Unit of the values; `None` for a per-label diagnostic in the label's
+        unit, `~astropy.units.dimensionless_unscaled` for a pure number.
+    ucd : str
+        IVOA UCD1+ of the column; ``{ucd}`` is replaced by the label's UCD for
+        a per-label diagnostic.
+    description : str
+        Column description; ``{desc}`` is replaced by the label's description
+        for a per-label diagnostic.
+    per_label : bool
+        One value per label and spectrum (``{label: (n,)}``) instead of one per
+        spectrum.
+    combine : {"mean", "max", "min"}
+        How the members of an ensemble combine
+        (`~stellarml.posterior.LabelPosterior.combine`).
+    """
+
+    name: str
+    unit: object
+    ucd: str
+    description: str
+    per_label: bool = False
+    combine: str = "mean"
+
+    def __post_init__(self):
+        if self.combine not in ("mean", "max", "min"):
+            raise ValueError(f"combine must be 'mean', 'max' or 'min', got {self.combine!r}")
+
+
+DIAGNOSTICS = {}
+
+
+def register_diagnostic(spec):
+    """Add a `DiagnosticSpec` to the registry (overwriting one with the same name)."""
+    if not isinstance(spec, DiagnosticSpec):
+        raise TypeError(f"expected a DiagnosticSpec, got {type(spec).__name__}")
+    DIAGNOSTICS[spec.name] = spec
+    return spec
+
+
+def get_diagnostic(name):
+    """Return the `DiagnosticSpec` registered under ``name``.
+
+    Raises
+    ------
+    KeyError
+        With the list of known diagnostics, if ``name`` is not registered.
+    """
+    try:
+        return DIAGNOSTICS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown diagnostic {name!r}; known diagnostics: {', '.join(sorted(DIAGNOSTICS))}"
+        ) from None
+
+
+for _diag in (
+    DiagnosticSpec(
+        "domain_distance",
+        u.dimensionless_unscaled,
+        "stat.value",
+        "Distance of the spectrum to the model's training set, in units of the "
+        "out-of-domain threshold (above 1: outside the training domain)",
+        combine="max",
+    ),
+    DiagnosticSpec(
+        "chi2",
+        u.dimensionless_unscaled,
+        "stat.fit.chi2",
+        "Chi-square of the best-fitting model spectrum over the good pixels",
+    ),
+    DiagnosticSpec(
+        "dof",
+        u.dimensionless_unscaled,
+        "stat.fit.dof",
+        "Degrees of freedom of the fit (good pixels minus fitted parameters)",
+    ),
+    DiagnosticSpec(
+        "reconstruction_error",
+        u.dimensionless_unscaled,
+        "stat.fit.residual",
+        "Root-mean-square reconstruction residual of the spectrum, in units of its noise",
+        combine="max",
+    ),
+    DiagnosticSpec(
+        "crlb",
+        None,
+        "stat.error;{ucd}",
+        "{desc}: Cramer-Rao lower bound on the uncertainty",
+        per_label=True,
+    ),
+):
+    register_diagnostic(_diag)

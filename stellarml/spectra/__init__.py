@@ -11,6 +11,7 @@ over ``(n_spectra, n_pixels)`` batches) and the specutils-level `prepare`:
   their kernels), `mask_from_spectrum`, `transfer_mask`, `apply_mask`,
   `error_from_spectrum` (`stellarml.spectra.kernels`)
 * `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`
+* `der_snr_ivar`, `estimate_missing_noise`: noise of spectra without uncertainties
 """
 
 from .broadening import gaussian_broaden, log_lambda_grid
@@ -27,6 +28,7 @@ from .kernels import (
     rotational_kernel,
     transfer_mask,
 )
+from .noise import der_snr_ivar, estimate_missing_noise
 from .prepare import PreparationSettings, PreparedBatch, prepare, prepare_arrays
 from .resample import InverseVarianceResampler, resample_flux
 
@@ -37,8 +39,10 @@ __all__ = [
     "PreparedBatch",
     "air_to_vacuum",
     "apply_mask",
+    "der_snr_ivar",
     "doppler_shift_wavelength",
     "error_from_spectrum",
+    "estimate_missing_noise",
     "estimate_rv",
     "gaussian_broaden",
     "instrumental_broaden",
