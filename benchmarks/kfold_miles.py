@@ -19,6 +19,7 @@ same folds, so the gain of averaging is measured, not assumed.
 """
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -27,7 +28,8 @@ import torch
 from stellarml import derive_labels
 from stellarml.flags import FATAL
 from stellarml.io.asdf import read_model
-from stellarml.training.pipeline import build_finetune_library, fine_tune, in_bins, load_config
+from stellarml.recipes import load_config
+from stellarml.recipes.remap import build_finetune_library, fine_tune, in_bins
 
 from _common import GROUPS, OUT, ROOT, report, robust_stats
 
@@ -126,7 +128,7 @@ def main(argv=None):
     for k, test_idx in enumerate(np.array_split(order, args.folds)):
         fold_of[test_idx] = k
         test = miles[np.sort(test_idx)]
-        model = type(pretrained).from_tree(pretrained.to_tree(), device="cpu")
+        model = copy.deepcopy(pretrained)
         if augment is not None:  # a model setting, changed for the fine-tuning only
             for member in getattr(model, "members", [model]):
                 member.training = {**(member.training or {}), "augment": augment}

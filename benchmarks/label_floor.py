@@ -39,7 +39,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from stellarml.io.asdf import read_model
-from stellarml.training.pipeline import build_finetune_library, in_bins
+from stellarml.recipes.remap import build_finetune_library, in_bins
 
 from _common import GROUPS, OUT, report, robust_stats
 from ridge_miles import ridge_pca

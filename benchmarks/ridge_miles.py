@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from stellarml.io.asdf import read_model
-from stellarml.training.pipeline import build_finetune_library, in_bins
+from stellarml.recipes.remap import build_finetune_library, in_bins
 
 from _common import GROUPS, OUT, report, robust_stats
 

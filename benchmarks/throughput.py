@@ -63,7 +63,9 @@ def main(argv=None):
     )
     t_prep, batch = best(lambda: prepare(big, model.preparation))
     t_net, _ = best(
-        lambda: _compute_label_table(model, batch, device=args.device, batch_size=args.batch_size)
+        lambda: _compute_label_table(model, batch, device=args.device, batch_size=args.batch_size)[
+            0
+        ]
     )
     assert len(table) == args.n
     res = {

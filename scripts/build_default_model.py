@@ -22,11 +22,12 @@ import torch
 from astropy.table import QTable
 
 from stellarml import __version__
-from stellarml.io.asdf import read_model
+from stellarml.io.asdf import read_model, write_model
 from stellarml.libraries import PolynomialEmulatorLibrary
 from stellarml.models import RemapEnsemble
+from stellarml.recipes import load_config, train_from_config
+from stellarml.recipes.remap import fine_tune, member_config
 from stellarml.spectra import log_lambda_grid
-from stellarml.training.pipeline import fine_tune, load_config, member_config, train_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +132,7 @@ def main(argv=None):
         model = join_pretrained(cfg, args.from_pretrained)
         if len(args.from_pretrained) > 1:  # the joined ensemble, as a full build writes it
             Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
-            model.write(args.pretrained)
+            write_model(model, args.pretrained)
         fine_tune(model, cfg, progress=not args.quiet)
         model.provenance_["config"] = cfg
     else:
@@ -145,7 +146,7 @@ def main(argv=None):
         "torch": str(torch.__version__),
         "from_pretrained": [str(p) for p in args.from_pretrained or []],
     }
-    model.write(args.output)
+    write_model(model, args.output)
     print(f"wrote {args.output} ({Path(args.output).stat().st_size / 1e6:.2f} MB)")
     print(model.metrics_)
 

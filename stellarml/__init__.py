@@ -1,8 +1,10 @@
 """stellarml: stellar labels from spectra with deep learning, in the specutils ecosystem.
 
-The public surface: `derive_labels`, `read_model`, the model classes, and the
-subpackages `stellarml.spectra`, `stellarml.libraries`, `stellarml.models`,
-`stellarml.training`, `stellarml.io`. Importing stellarml registers its
+The public surface: `derive_labels`, `read_model`, `write_model`, the model
+classes, and the subpackages `stellarml.spectra`, `stellarml.libraries`,
+`stellarml.models` (the `~stellarml.models.LabelModel` contract and the
+methods), `stellarml.posterior`, `stellarml.calibration`, `stellarml.catalog`,
+`stellarml.training`, `stellarml.recipes`, `stellarml.io`. Importing stellarml registers its
 specutils readers (MILES, LAMOST, PHOENIX, Kurucz, CARMENES, GALAH) and its
 ASDF extension is found through entry points.
 """
@@ -13,17 +15,20 @@ except ImportError:  # pragma: no cover - only without an install
     __version__ = "0.0.0"
 
 from . import io  # noqa: F401  (registers the specutils loaders)
-from .analysis import DEFAULT_MODEL, derive_labels, read_model
+from .analysis import DEFAULT_MODEL, derive_labels, read_model, write_model
+from .catalog import LabelTable
 from .flags import LabelFlag
 
 __all__ = [
     "DEFAULT_MODEL",
     "LabelFlag",
+    "LabelTable",
     "RemapEnsemble",
     "RemapModel",
     "__version__",
     "derive_labels",
     "read_model",
+    "write_model",
 ]
 
 

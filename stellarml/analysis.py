@@ -2,22 +2,21 @@
 
 Thin, specutils-style public functions that delegate to private ``_compute_*``
 helpers: spectra are prepared for the model's grid (`stellarml.spectra.prepare`),
-run through the model in batches, and turned into an `~astropy.table.QTable`
-(`stellarml.catalog.build_label_table`).
+spectra without uncertainties get a noise estimate
+(`stellarml.spectra.estimate_missing_noise`), the model returns a
+`~stellarml.posterior.LabelPosterior` (`~stellarml.models.LabelModel.predict_posterior`),
+its calibration corrects it, and `stellarml.catalog.build_label_table` turns it
+into an `~astropy.table.QTable`. Nothing here knows which method a model implements.
 """
 
 import numpy as np
 
-from .flags import FATAL, LabelFlag
+from .models.base import LabelModel
 
-__all__ = ["DEFAULT_MODEL", "derive_labels", "read_model"]
+__all__ = ["DEFAULT_MODEL", "derive_labels", "read_model", "write_model"]
 
 #: Name of the pretrained model used when ``model=None``.
 DEFAULT_MODEL = "remap-optical-r2000"
-
-#: Probability in the first or last bin of a label PDF above which
-#: `~stellarml.flags.LabelFlag.PDF_AT_GRID_EDGE` is set.
-EDGE_MASS_LIMIT = 0.05
 
 
 def read_model(path_or_name=DEFAULT_MODEL):
@@ -26,12 +25,12 @@ def read_model(path_or_name=DEFAULT_MODEL):
     Parameters
     ----------
     path_or_name : str or path-like, optional
-        A path to an ASDF file written by ``model.write``, or the name of a
+        A path to an ASDF file written by `write_model`, or the name of a
         model shipped with stellarml (default ``"remap-optical-r2000"``).
 
     Returns
     -------
-    model : `~stellarml.models.RemapModel`
+    model : `~stellarml.models.LabelModel`
         The model, ready for `derive_labels`. ``model.source_`` records the
         file path and its SHA-256 hash.
     """
@@ -40,14 +39,37 @@ def read_model(path_or_name=DEFAULT_MODEL):
     return _read(path_or_name)
 
 
+def write_model(model, path, *, compression=None):
+    """Write a trained model (with its calibration) to an ASDF file, atomically.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.LabelModel`
+        A model whose class has a stellarml ASDF converter.
+    path : str or path-like
+        Destination (conventionally ``*.asdf``); overwritten if it exists.
+    compression : {None, "zlib", "bzp2", "lz4"}, optional
+        Block compression of the weight arrays.
+
+    Returns
+    -------
+    sha256 : str
+        SHA-256 of the written file (also in ``model.source_``).
+    """
+    from .io.asdf.model_io import write_model as _write
+
+    return _write(model, path, compression=compression)
+
+
 def _resolve_model(model):
     if model is None:
         return read_model(DEFAULT_MODEL)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         return read_model(model)
-    if not hasattr(model, "predict_prepared") or not hasattr(model, "preparation"):
+    if not isinstance(model, LabelModel):
         raise TypeError(
-            f"model must be a stellarml model, a path or a model name, not {type(model).__name__}"
+            f"model must be a stellarml model (a LabelModel), a path or a model name, "
+            f"not {type(model).__name__}"
         )
     return model
 
@@ -61,6 +83,8 @@ def derive_labels(
     rv=None,
     resolution=None,
     fwhm=None,
+    calibrate=True,
+    return_posterior=False,
 ):
     """Derive stellar labels for one or many spectra.
 
@@ -72,7 +96,7 @@ def derive_labels(
         `~specutils.SpectrumCollection`, or a (nested) list of these. Any
         astropy uncertainty class is accepted and masks are honoured; flux
         units are free because the model normalises the continuum.
-    model : `~stellarml.models.RemapModel`, str or path-like, optional
+    model : `~stellarml.models.LabelModel`, str or path-like, optional
         The model, a path to its ASDF file, or the name of a shipped model.
         `None` (default) uses `DEFAULT_MODEL`.
     device : str or `torch.device`, optional
@@ -90,18 +114,29 @@ def derive_labels(
         and `~stellarml.flags.LabelFlag.RESOLUTION_ASSUMED` is set.
     fwhm : `~astropy.units.Quantity`, optional
         Instrumental FWHM of the input spectra (constant in wavelength).
+    calibrate : bool, optional
+        Apply the model's `~stellarml.calibration.LabelCalibration` (default).
+        `False` gives the model's raw outputs; ``table.meta["calibration"]``
+        says which was done.
+    return_posterior : bool, optional
+        Also return the `~stellarml.posterior.LabelPosterior` behind the
+        table (calibrated like it), one row per table row.
 
     Returns
     -------
-    table : `~astropy.table.QTable`
+    table : `~stellarml.catalog.LabelTable`
         One row per input spectrum, in input order. Label columns (e.g.
-        ``teff`` [K], ``logg`` [dex], ``fe_h`` [dex]) hold the PDF medians,
-        with ``*_err_lo``/``*_err_hi`` (median minus 16th percentile, 84th
-        percentile minus median), ``*_p16``/``*_p50``/``*_p84`` and ``*_mode``;
-        then ``snr``, ``rv`` [km/s], ``flags`` (a `~stellarml.flags.LabelFlag`
+        ``teff`` [K], ``logg`` [dex], ``fe_h`` [dex]) hold the posterior
+        medians, with ``*_err_lo``/``*_err_hi`` (median minus 16th percentile,
+        84th percentile minus median), ``*_p16``/``*_p50``/``*_p84`` and
+        ``*_mode``; then ``snr``, ``rv`` [km/s], the model's diagnostics (e.g.
+        ``domain_distance``), ``flags`` (a `~stellarml.flags.LabelFlag`
         bitmask) and ``flag_names``. Rows that could not be analysed have
         masked label values and a fatal flag saying why. ``table.meta``
-        records the model name, version, file hash and provenance.
+        records the model name, version, file hash, provenance and the
+        calibration.
+    posterior : `~stellarml.posterior.LabelPosterior`
+        Only with ``return_posterior=True``.
 
     Examples
     --------
@@ -113,108 +148,64 @@ def derive_labels(
     True
     """
     model = _resolve_model(model)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     from .spectra import prepare
 
     batch = prepare(spectra, model.preparation, rv=rv, resolution=resolution, fwhm=fwhm)
-    return _compute_label_table(model, batch, device=device, batch_size=batch_size)
-
-
-def _compute_label_table(model, batch, *, device, batch_size):
-    """Run ``model`` on a `~stellarml.spectra.PreparedBatch` and build the table."""
-    from .catalog import build_label_table
-
-    n = len(batch)
-    flags = np.asarray(batch.flags, dtype=np.int64).copy()
-    good = (flags & int(FATAL)) == 0
-    names = list(model.label_names)
-    summary_keys = ("median", "mode", "mean", "p16", "p84", "err_lo", "err_hi")
-    summaries = {name: {key: np.full(n, np.nan) for key in summary_keys} for name in names}
-    if good.any():
-        # rows flagged NO_UNCERTAINTY get a noise estimate from the flux (DER_SNR)
-        # inside the model, because the network reads the S/N
-        result = model.predict_prepared(
-            batch.flux[good],
-            batch.ivar[good],
-            flags=flags[good],
-            batch_size=batch_size,
-            device=device,
-            return_pdf=False,
-        )
-        for name in names:
-            for key in summary_keys:
-                summaries[name][key][good] = result["summary"][name][key]
-        extra = np.zeros(int(good.sum()), dtype=np.int64)
-        edge = np.max(np.stack([result["edge_mass"][name] for name in names]), axis=0)
-        extra[edge > EDGE_MASS_LIMIT] |= int(LabelFlag.PDF_AT_GRID_EDGE)
-        threshold = getattr(model, "domain_threshold_", None)
-        if threshold is not None and "domain_distance" in result:
-            extra[np.asarray(result["domain_distance"]) > threshold] |= int(
-                LabelFlag.OUTSIDE_TRAINING_DOMAIN
-            )
-        estimated = np.asarray(result.get("estimated_snr", np.full(int(good.sum()), np.nan)))
-        snr = np.asarray(batch.snr, dtype=float).copy()
-        fill = good.copy()
-        fill[good] = np.isfinite(estimated)
-        snr[fill] = estimated[np.isfinite(estimated)]
-        min_snr = _min_training_snr(model)
-        if min_snr is not None:
-            snr_good = snr[good]
-            extra[np.isfinite(snr_good) & (snr_good < min_snr)] |= int(LabelFlag.LOW_SNR)
-        flags[good] |= extra
-    else:
-        snr = np.asarray(batch.snr, dtype=float)
-    return build_label_table(
-        model.label_specs,
-        summaries,
-        flags=flags,
-        snr=snr,
-        rv=batch.rv,
-        meta=_table_meta(model),
-        messages=batch.messages,
+    table, posterior = _compute_label_table(
+        model, batch, device=device, batch_size=batch_size, calibrate=calibrate
     )
+    return (table, posterior) if return_posterior else table
 
 
-def _min_training_snr(model):
-    """Lowest S/N per pixel the model was trained on (its noise augmentation), or None."""
-    try:
-        augment = model.get_config()["training"]["augment"]
-    except (AttributeError, KeyError, TypeError):
-        return None
-    if not augment or augment.get("snr") is None:
-        return None
-    return float(np.min(augment["snr"]))
+def _compute_label_table(model, batch, *, device, batch_size, calibrate=True):
+    """Run ``model`` on a `~stellarml.spectra.PreparedBatch`; return (table, posterior)."""
+    from .catalog import build_label_table
+    from .flags import FATAL
+    from .spectra import estimate_missing_noise
+
+    batch = estimate_missing_noise(batch)
+    posterior = model.predict_posterior(batch, device=device, batch_size=batch_size)
+    if len(posterior) != len(batch):
+        raise RuntimeError(
+            f"{type(model).__name__}.predict_posterior returned {len(posterior)} rows "
+            f"for {len(batch)} spectra"
+        )
+    calibration = model.calibration
+    applied = bool(calibrate) and calibration is not None
+    if applied:
+        posterior = calibration(posterior)
+    flags = np.asarray(batch.flags, dtype=np.int64) | posterior.flags
+    fatal = (flags & int(FATAL)) != 0
+    table = build_label_table(
+        model.label_specs,
+        posterior.summaries(),
+        flags=flags,
+        snr=batch.snr,
+        rv=batch.rv,
+        meta=_table_meta(model, applied),
+        messages=batch.messages,
+        diagnostics=posterior.diagnostics,
+    )
+    if fatal.any():
+        posterior = posterior[~fatal].expand(~fatal)
+    return table, posterior.with_flags(flags)
 
 
-def _table_meta(model):
-    """Provenance for ``table.meta``: model name, file, hash, training and calibration summary.
-
-    Kept small (strings and numbers) so that it survives VOTable ``INFO`` and
-    ECSV headers; the full provenance stays in the model file.
-    """
-    from . import __version__
-
-    source = getattr(model, "source_", None) or {}
-    prov = getattr(model, "provenance_", None) or {}
-    meta = {
-        "stellarml_version": __version__,
-        "model_name": str(getattr(model, "name", "unknown")),
-        "model_stellarml_version": str(prov.get("stellarml_version", "")),
-        "model_file": str(source.get("path", "")),
-        "model_sha256": str(source.get("sha256", "")),
-        "calibration": "none (labels are the model's PDF summaries)",
-    }
-    ensemble = prov.get("ensemble") or {}
-    if isinstance(ensemble, dict) and ensemble.get("n_members"):
-        meta["model_ensemble_members"] = int(ensemble["n_members"])
-    fit = prov.get("fit") or {}
-    if isinstance(fit, dict):
-        library = fit.get("library") or {}
-        if isinstance(library, dict) and library.get("name"):
-            meta["training_library"] = str(library["name"])
-    ft = prov.get("fine_tune_library") or {}
-    if ft:
-        meta["fine_tune_library"] = str(ft.get("name", ""))
-        meta["fine_tune_n_stars"] = len(ft.get("ids", []))
+def _table_meta(model, applied):
+    """``model.table_meta()`` plus what was done about calibration."""
+    meta = dict(model.table_meta())
+    calibration = model.calibration
+    if applied:
+        meta.update(calibration.table_meta())
+    elif calibration is not None:
+        meta["calibration"] = (
+            f"none: the raw model outputs (calibrate=False; the model carries "
+            f"{calibration.summary()})"
+        )
+    else:
+        meta["calibration"] = "none: the model has no calibration (raw model outputs)"
     return meta

@@ -7,7 +7,9 @@
     `~astropy.units.Quantity` columns in the label's unit, masked where the row
     has a fatal flag (`stellarml.flags.FATAL`) or the value is not finite.
 
-followed by ``snr``, ``rv`` [km/s], ``flags`` (int32 `~stellarml.flags.LabelFlag`
+followed by ``snr``, ``rv`` [km/s], the model's diagnostics (e.g.
+``domain_distance``, ``chi2``, ``L_crlb``; registered in
+`stellarml.labels.DIAGNOSTICS`), ``flags`` (int32 `~stellarml.flags.LabelFlag`
 bitmask), ``flag_names`` and, when given, ``message``. Every column carries a
 ``description`` and an IVOA UCD1+ in ``column.meta["ucd"]``, which astropy writes
 into the VOTable ``FIELD``.
@@ -24,7 +26,6 @@ format="votable")`` on a `LabelTable` goes through `write_label_votable`, which
 so units, masks, UCDs, descriptions and meta round-trip.
 """
 
-import datetime
 import json
 import math
 import os
@@ -36,8 +37,9 @@ import numpy as np
 from astropy.table import Column, MaskedColumn, QTable
 from astropy.utils.masked import Masked
 
+from ._utils import stellarml_version, utc_now
 from .flags import FATAL, describe_flags
-from .labels import LabelSpec, get_label
+from .labels import LabelSpec, get_diagnostic, get_label
 
 __all__ = [
     "LabelTable",
@@ -116,13 +118,15 @@ class LabelTable(QTable):
     """
 
 
-def column_ucds(label_names):
+def column_ucds(label_names, diagnostics=()):
     """UCD1+ of every column `build_label_table` makes for ``label_names``.
 
     Parameters
     ----------
     label_names : sequence of str
         Registered label names (see `stellarml.labels.LABELS`).
+    diagnostics : sequence of str, optional
+        Registered diagnostic names (see `stellarml.labels.DIAGNOSTICS`).
 
     Returns
     -------
@@ -135,12 +139,36 @@ def column_ucds(label_names):
         spec = get_label(name) if isinstance(name, str) else name
         for suffix, _, _, ucd in _STAT_COLUMNS:
             out[spec.name + suffix] = ucd.format(ucd=spec.ucd)
-    for name in ("snr", "rv", "flags", "flag_names"):
+    for name in ("snr", "rv"):
+        out[name] = _COLUMN_UCDS[name]
+    specs = [get_label(name) if isinstance(name, str) else name for name in label_names]
+    for name in diagnostics:
+        for column, _, ucd, _, _ in _diagnostic_columns(get_diagnostic(name), specs):
+            out[column] = ucd
+    for name in ("flags", "flag_names"):
         out[name] = _COLUMN_UCDS[name]
     return out
 
 
-def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *, messages=None):
+def _diagnostic_columns(spec, label_specs):
+    """(column name, label or None, UCD, description, unit) of one diagnostic's columns."""
+    if not spec.per_label:
+        return [(spec.name, None, spec.ucd, spec.description, spec.unit)]
+    return [
+        (
+            f"{label.name}_{spec.name}",
+            label.name,
+            spec.ucd.format(ucd=label.ucd),
+            spec.description.format(desc=label.description),
+            label.unit if spec.unit is None else spec.unit,
+        )
+        for label in label_specs
+    ]
+
+
+def build_label_table(
+    label_specs, summaries, flags, snr, rv, meta, ids=None, *, messages=None, diagnostics=None
+):
     """Build the output table of derived labels.
 
     Parameters
@@ -172,6 +200,11 @@ def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *,
     messages : sequence of str, optional
         Human-readable reason per row for fatal flags (``""`` when fine); adds
         a last column ``message``.
+    diagnostics : dict, optional
+        ``{name: values}`` of diagnostics registered in
+        `stellarml.labels.DIAGNOSTICS`: ``(n,)`` arrays, or ``{label: (n,)}``
+        for per-label ones (columns ``<label>_<name>``, in the label's unit).
+        Non-finite values and rows with a fatal flag are masked.
 
     Returns
     -------
@@ -240,6 +273,21 @@ def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *,
     table["rv"] = Masked(rv * (u.km / u.s), mask=~np.isfinite(rv))
     _describe(table["rv"], _RV_DESCRIPTION, _COLUMN_UCDS["rv"])
 
+    for name, values in (diagnostics or {}).items():
+        spec = get_diagnostic(name)
+        for column, label, ucd, description, unit in _diagnostic_columns(spec, specs):
+            if label is None:
+                data = values
+            elif label in values:
+                data = values[label]
+            else:
+                continue
+            data = _as_values(data, unit, column)
+            _check_length(column, data, n)
+            mask = fatal | ~np.isfinite(data)
+            table[column] = Masked(np.where(mask, np.nan, data) * unit, mask=mask)
+            _describe(table[column], description, ucd)
+
     table["flags"] = Column(flags.astype(np.int32))
     _describe(table["flags"], _FLAGS_DESCRIPTION, _COLUMN_UCDS["flags"])
     # one describe_flags call per distinct value, not per row
@@ -255,15 +303,9 @@ def build_label_table(label_specs, summaries, flags, snr, rv, meta, ids=None, *,
         _describe(table["message"], _MESSAGE_DESCRIPTION, _COLUMN_UCDS["message"])
 
     table.meta.update(_clean_meta(dict(meta or {})))
-    table.meta.setdefault("stellarml_version", _stellarml_version())
-    table.meta.setdefault("date", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    table.meta.setdefault("stellarml_version", stellarml_version())
+    table.meta.setdefault("date", utc_now())
     return table
-
-
-def _stellarml_version():
-    from . import __version__
-
-    return __version__
 
 
 def _describe(column, description, ucd):

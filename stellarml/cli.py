@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["describe_model", "main"]
+__all__ = ["main"]
 
 _FORMATS = {".xml": "votable", ".vot": "votable", ".ecsv": "ascii.ecsv", ".fits": "fits"}
 
@@ -55,7 +55,13 @@ def _cmd_derive(args):
         batches.append(failed)
     # rows back in the order of the files on the command line
     batch = PreparedBatch.concatenate(batches)[np.argsort(read + unreadable, kind="stable")]
-    table = _compute_label_table(model, batch, device=args.device, batch_size=args.batch_size)
+    table, _ = _compute_label_table(
+        model,
+        batch,
+        device=args.device,
+        batch_size=args.batch_size,
+        calibrate=not args.no_calibration,
+    )
     table.add_column(Column(list(args.files), name="file", description="Input file"), index=0)
     _write_table(table, args.output, args.format)
     for msg in messages:
@@ -64,52 +70,16 @@ def _cmd_derive(args):
     return 0
 
 
-def describe_model(model):
-    """A JSON-friendly summary of a model: labels and bins, grid, provenance, metrics."""
-    prep = model.preparation
-    grid = prep.wavelength.to_value("AA")
-    prov = dict(getattr(model, "provenance_", {}) or {})
-    ft = prov.get("fine_tune_library") or {}
-    return {
-        "name": model.name,
-        "class": type(model).__name__,
-        "file": getattr(model, "source_", {}) or {},
-        "labels": {
-            spec.name: {
-                "unit": str(spec.unit),
-                "bins": [float(x) for x in model.label_bins()[spec.name].as_tuple()],
-            }
-            for spec in model.label_specs
-        },
-        "grid": {
-            "medium": prep.medium,
-            "wavelength_min_AA": float(grid[0]),
-            "wavelength_max_AA": float(grid[-1]),
-            "n_pixels": int(grid.size),
-            "resolution": prep.resolution,
-        },
-        "stellarml_version": prov.get("stellarml_version"),
-        "ensemble": prov.get("ensemble"),
-        "fine_tune_library": {
-            "name": ft.get("name"),
-            "n_stars": len(ft.get("ids", [])),
-        }
-        if ft
-        else None,
-        "metrics": getattr(model, "metrics_", None),
-    }
-
-
 def _cmd_info(args):
     from .analysis import _resolve_model
 
     model = _resolve_model(args.model)
-    print(json.dumps(describe_model(model), indent=2, default=str))
+    print(json.dumps(model.describe(), indent=2, default=str))
     return 0
 
 
 def _cmd_train(args):
-    from .training.pipeline import train_from_config
+    from .recipes import train_from_config
 
     model = train_from_config(args.config, output=args.output, progress=not args.quiet)
     print(f"trained {model.name}; wrote {args.output}")
@@ -123,7 +93,9 @@ def _cmd_demo(args):
     from .data import example_spectra
 
     spectra, truth = example_spectra()
-    table = derive_labels(spectra, model=args.model, device=args.device)
+    table = derive_labels(
+        spectra, model=args.model, device=args.device, calibrate=not args.no_calibration
+    )
     shown = table[
         ["teff", "teff_err_lo", "teff_err_hi", "logg", "fe_h", "snr", "flags", "flag_names"]
     ]
@@ -157,9 +129,14 @@ def _parser():
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     d.add_argument("--batch-size", type=int, default=1024)
     d.add_argument("--resolution", type=float, default=None, help="resolving power of the inputs")
+    d.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="raw model outputs: do not apply the model's calibration",
+    )
     d.set_defaults(func=_cmd_derive)
 
-    t = sub.add_parser("train", help="train a model from a TOML configuration")
+    t = sub.add_parser("train", help="train a model from a TOML configuration (its [model] method)")
     t.add_argument("config", help="TOML configuration file")
     t.add_argument("-o", "--output", required=True, help="output model ASDF file")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -173,6 +150,7 @@ def _parser():
     e.add_argument("-o", "--output", default=None, help="also write the table (e.g. labels.xml)")
     e.add_argument("-m", "--model", default=None, help="model ASDF file or shipped model name")
     e.add_argument("--device", default="auto")
+    e.add_argument("--no-calibration", action="store_true", help="raw model outputs")
     e.set_defaults(func=_cmd_demo)
     return p
 

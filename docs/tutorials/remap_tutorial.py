@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from stellarml import derive_labels, read_model
+from stellarml import derive_labels, read_model, write_model
 from stellarml.data import example_spectra
 from stellarml.spectra import prepare
 
@@ -110,7 +110,7 @@ for label, tab in (("before", before), ("after", after)):
 import tempfile
 
 tmp = Path(tempfile.mkdtemp())
-small.write(tmp / "tutorial.asdf")
+write_model(small, tmp / "tutorial.asdf")
 again = read_model(tmp / "tutorial.asdf")
 labels = derive_labels(spectra, model=again)
 labels.write(tmp / "labels.xml", format="votable")

@@ -1,42 +1,24 @@
-"""Neural-network models of stellarml: deep-REMAP and its building blocks.
+"""stellarml's models: the `LabelModel` contract and the methods that implement it.
 
-`RemapModel` is the user-facing deep-REMAP model (train, fine-tune, predict
-binned label PDFs); `RemapEnsemble` averages the PDFs of several of them;
-`RemapNet` is the 1-D residual network; `layers` and `losses` hold the
-residual blocks, the input encoding, the asymmetric loss and the embedding
-losses.
+`LabelModel` (`stellarml.models.base`) is all that `stellarml.derive_labels`,
+the command line and the catalogue know of a model. Each method lives in its
+own subpackage and never imports another method, `stellarml.io`,
+`stellarml.analysis`, `stellarml.catalog` or `stellarml.cli`:
+
+* deep-REMAP (`stellarml.models.remap`): `RemapModel` (train, fine-tune,
+  predict binned label PDFs), `RemapEnsemble` (several of them, PDFs
+  averaged), `RemapNet` (the 1-D residual network);
+* shared building blocks: `stellarml.models.layers` (residual blocks, input
+  encoding), `stellarml.models.losses` (asymmetric loss, embedding losses),
+  `stellarml.models.domain` (feature-space distances).
+
+The method classes import torch; they are loaded on first use, so that
+``import stellarml.models`` (e.g. for `LabelModel`) stays light.
 """
 
-from .ensemble import RemapEnsemble
-from .layers import (
-    InputEncoding,
-    ResidualBlockV1,
-    ResidualBlockV2,
-    Stem,
-    make_activation,
-)
-from .losses import (
-    EMBEDDING_LOSSES,
-    AsymmetricLoss,
-    CenterEmbeddingLoss,
-    EmbeddingLoss,
-    PairwiseEmbeddingLoss,
-    gaussian_bin_targets,
-    make_embedding_loss,
-)
-from .remap import (
-    DEFAULT_ARCHITECTURE,
-    DEFAULT_BINS,
-    DEFAULT_LOSS,
-    DEFAULT_TRAINING,
-    LabelBins,
-    RemapModel,
-    RemapNet,
-    der_snr_ivar,
-    nearest_distance,
-    pdf_from_logits,
-    summarize_pdf,
-)
+import importlib
+
+from .base import LabelModel, LabelModelBase
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
@@ -49,6 +31,8 @@ __all__ = [
     "EmbeddingLoss",
     "InputEncoding",
     "LabelBins",
+    "LabelModel",
+    "LabelModelBase",
     "PairwiseEmbeddingLoss",
     "RemapEnsemble",
     "RemapModel",
@@ -64,3 +48,50 @@ __all__ = [
     "pdf_from_logits",
     "summarize_pdf",
 ]
+
+#: Where each lazily loaded name lives.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "DEFAULT_ARCHITECTURE",
+            "DEFAULT_BINS",
+            "DEFAULT_LOSS",
+            "DEFAULT_TRAINING",
+            "RemapEnsemble",
+            "RemapModel",
+            "RemapNet",
+            "pdf_from_logits",
+            "summarize_pdf",
+        ),
+        "stellarml.models.remap",
+    ),
+    **dict.fromkeys(
+        ("InputEncoding", "ResidualBlockV1", "ResidualBlockV2", "Stem", "make_activation"),
+        "stellarml.models.layers",
+    ),
+    **dict.fromkeys(
+        (
+            "EMBEDDING_LOSSES",
+            "AsymmetricLoss",
+            "CenterEmbeddingLoss",
+            "EmbeddingLoss",
+            "PairwiseEmbeddingLoss",
+            "gaussian_bin_targets",
+            "make_embedding_loss",
+        ),
+        "stellarml.models.losses",
+    ),
+    "nearest_distance": "stellarml.models.domain",
+    "LabelBins": "stellarml.posterior",
+    "der_snr_ivar": "stellarml.spectra.noise",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'stellarml.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

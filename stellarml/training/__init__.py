@@ -1,5 +1,9 @@
-"""Training machinery: the `Trainer` loop, spectrum augmentation and transfer learning."""
+"""Generic training machinery: the `Trainer` loop, spectrum augmentation, transfer learning
+(freezing) and weight averaging. Method recipes live in `stellarml.recipes`; nothing here
+imports a model.
+"""
 
+from .averaging import average_states, module_state
 from .trainer import (
     SCHEDULES,
     SpectrumAugmenter,
@@ -22,9 +26,11 @@ __all__ = [
     "SCHEDULES",
     "SpectrumAugmenter",
     "Trainer",
+    "average_states",
     "freeze",
     "frozen_prefixes",
     "load_state_dict_npz",
+    "module_state",
     "resolve_freeze",
     "save_state_dict_npz",
     "set_train_mode",

@@ -12,6 +12,7 @@ import yaml
 from asdf.exceptions import ValidationError
 
 from stellarml.io.asdf.extension import (
+    LABEL_CALIBRATION_TAG,
     LABEL_SPEC_TAG,
     MANIFEST_URI,
     PREPARATION_SETTINGS_TAG,
@@ -22,8 +23,10 @@ from stellarml.labels import LABELS, LabelSpec
 
 RESOURCES = importlib.resources.files("stellarml.io.asdf") / "resources"
 SCHEMA_FILES = sorted(p.name for p in (RESOURCES / "schemas").iterdir() if p.name.endswith(".yaml"))
-EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.1.0"
+EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.2.0"
+PREVIOUS_EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.1.0"
 OLD_EXTENSION_URI = "asdf://stellarml.org/stellarml/extensions/stellarml-1.0.0"
+TAGS = "asdf://stellarml.org/stellarml/tags/"
 
 
 def roundtrip(tree):
@@ -42,20 +45,28 @@ def test_extension_registered_via_entry_points():
     assert {t.tag_uri for t in ext.tags} == {
         REMAP_MODEL_TAG,
         REMAP_ENSEMBLE_TAG,
+        LABEL_CALIBRATION_TAG,
         LABEL_SPEC_TAG,
         PREPARATION_SETTINGS_TAG,
     }
+    assert REMAP_MODEL_TAG.endswith("remap_model-1.1.0")
     assert ext.package_name == "stellarml"
-    # files written under the first manifest (no ensembles) stay readable
-    old = next(e for e in asdf.get_config().extensions if e.extension_uri == OLD_EXTENSION_URI)
-    assert {t.tag_uri for t in old.tags} == {
-        REMAP_MODEL_TAG,
+    # files written under the earlier manifests (uncalibrated models; no ensembles) stay readable
+    by_uri = {e.extension_uri: e for e in asdf.get_config().extensions}
+    assert {t.tag_uri for t in by_uri[PREVIOUS_EXTENSION_URI].tags} == {
+        TAGS + "remap_model-1.0.0",
+        TAGS + "remap_ensemble-1.0.0",
+        LABEL_SPEC_TAG,
+        PREPARATION_SETTINGS_TAG,
+    }
+    assert {t.tag_uri for t in by_uri[OLD_EXTENSION_URI].tags} == {
+        TAGS + "remap_model-1.0.0",
         LABEL_SPEC_TAG,
         PREPARATION_SETTINGS_TAG,
     }
     # the newest manifest comes first, so asdf writes with it
     ours = [e.extension_uri for e in asdf.get_config().extensions if e.package_name == "stellarml"]
-    assert ours[:2] == [EXTENSION_URI, OLD_EXTENSION_URI]
+    assert ours[:3] == [EXTENSION_URI, PREVIOUS_EXTENSION_URI, OLD_EXTENSION_URI]
 
 
 def test_manifest_resource():

@@ -1,5 +1,7 @@
 """Tests of deep ensembles of REMAP models: PDF mixture, checks, fine-tuning, ASDF files."""
 
+from copy import deepcopy
+
 import asdf
 import numpy as np
 import pytest
@@ -7,8 +9,8 @@ import torch
 from test_remap import BINS, one_thread, tiny_model, toy_spectra
 
 from stellarml import derive_labels
-from stellarml.io.asdf.model_io import ModelFileError, read_model
-from stellarml.models import RemapEnsemble, RemapModel
+from stellarml.io.asdf.model_io import ModelFileError, read_model, write_model
+from stellarml.models import RemapEnsemble
 from stellarml.models.remap import LabelBins, summarize_pdf
 from stellarml.spectra import PreparationSettings, log_lambda_grid
 
@@ -28,7 +30,7 @@ def members():
 
 
 def copy(model):
-    return RemapModel.from_tree(model.to_tree(), device="cpu")
+    return deepcopy(model)
 
 
 def test_prediction_is_the_mixture_of_the_member_pdfs(members):
@@ -121,11 +123,11 @@ def test_asdf_round_trip_and_derive_labels(members, tmp_path):
         withprep.append(c)
     ens = RemapEnsemble(withprep, name="toy-ensemble")
     path = tmp_path / "ens.asdf"
-    ens.write(path)
+    write_model(ens, path)
     with asdf.open(path) as af:
         raw = path.read_bytes()
-        assert b"!<asdf://stellarml.org/stellarml/tags/remap_ensemble-1.0.0>" in raw
-        assert raw.count(b"!<asdf://stellarml.org/stellarml/tags/remap_model-1.0.0>") == 2
+        assert b"!<asdf://stellarml.org/stellarml/tags/remap_ensemble-1.1.0>" in raw
+        assert raw.count(b"!<asdf://stellarml.org/stellarml/tags/remap_model-1.1.0>") == 2
         assert isinstance(af.tree["model"], RemapEnsemble)
     back = read_model(path)
     assert isinstance(back, RemapEnsemble) and back.name == "toy-ensemble" and len(back) == 2
@@ -153,7 +155,7 @@ def test_asdf_round_trip_and_derive_labels(members, tmp_path):
 
 def test_ensemble_file_without_members_is_refused(members, tmp_path):
     path = tmp_path / "ens.asdf"
-    RemapEnsemble(members).write(path)
+    write_model(RemapEnsemble(members), path)
     text = path.read_bytes()
     # an ensemble whose 'members' entry is not a list violates the schema
     start = text.index(b"  members:")

@@ -1,12 +1,14 @@
 """Tests of the deep-REMAP network and model: training, PDFs, domain check, fine-tuning."""
 
 import contextlib
+import copy
 
 import astropy.units as u
 import numpy as np
 import pytest
 import torch
 
+from stellarml import read_model, write_model
 from stellarml.flags import LabelFlag
 from stellarml.labels import LABELS, LabelSpec, register_label
 from stellarml.models import RemapModel, RemapNet
@@ -235,7 +237,7 @@ def test_training_recovers_labels(trained):
 
 
 def test_prediction_follows_changed_weights(trained):
-    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    model = copy.deepcopy(trained)
     flux, ivar, _ = toy_spectra(5, seed=15, snr=50)
     before = model.predict_prepared(flux, ivar)["summary"]["teff"]["median"]
     with torch.no_grad():
@@ -361,34 +363,37 @@ def test_labels_as_table_columns():
     assert model.net_.label_names == ("fe_h", "teff")
 
 
-def test_tree_round_trip(trained):
-    tree = trained.to_tree()
-
-    def plain(node):
-        if isinstance(node, dict):
-            return all(isinstance(k, str) and plain(v) for k, v in node.items())
-        if isinstance(node, list):
-            return all(plain(v) for v in node)
-        return node is None or isinstance(node, str | bool | int | float | np.ndarray)
-
-    assert plain(tree)
-    assert tree["bins"]["teff"] == [3500.0, 7500.0, 100.0]
-    assert tree["weights"]["heads.teff.2.weight"].shape == (40, 16)
-    assert "centers_0" in tree["embedding_loss_state"]
-    # lists instead of tuples, as a YAML reader hands them back
-    copy = RemapModel.from_tree(tree, device="cpu")
+def test_weight_arrays_round_trip(trained):
+    arrays = trained.weight_arrays()
+    assert arrays["network"]["heads.teff.2.weight"].shape == (40, 16)
+    assert all(isinstance(v, np.ndarray) for v in arrays["network"].values())
+    assert "centers_0" in arrays["embedding_loss"]
+    rebuilt = RemapModel(
+        labels=trained.label_names,
+        bins={k: list(v) for k, v in BINS.items()},  # lists, as a YAML reader hands them back
+        architecture={k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()},
+        training=trained.training,
+        device="cpu",
+    ).load_weights(trained.n_pix_, arrays["network"], arrays["embedding_loss"])
+    rebuilt.domain_reference_ = trained.domain_reference_
+    rebuilt.domain_threshold_ = trained.domain_threshold_
     flux, ivar, _ = toy_spectra(20, seed=9, snr=80)
     a = trained.predict_prepared(flux, ivar)
-    b = copy.predict_prepared(flux, ivar)
+    b = rebuilt.predict_prepared(flux, ivar)
     np.testing.assert_array_equal(a["pdf"]["logg"], b["pdf"]["logg"])
     np.testing.assert_array_equal(a["domain_distance"], b["domain_distance"])
-    assert copy.domain_threshold_ == trained.domain_threshold_
-    assert copy.get_config() == trained.get_config()
-    with pytest.raises(ValueError, match="missing"):
-        RemapModel.from_tree({"labels": ["teff"]})
-    bad = dict(tree, architecture=dict(tree["architecture"], embedding_dim=8))
+    assert rebuilt.get_config() == trained.get_config()
+    narrow = RemapModel(
+        labels=trained.label_names, bins=BINS, architecture=dict(TINY, embedding_dim=8)
+    )
     with pytest.raises(ValueError, match="do not fit"):
-        RemapModel.from_tree(bad)
+        narrow.load_weights(trained.n_pix_, arrays["network"])
+    broken = dict(arrays["network"])
+    broken["stem.conv.weight"] = np.full_like(broken["stem.conv.weight"], np.inf)
+    with pytest.raises(ValueError, match="non-finite"):
+        RemapModel(labels=trained.label_names, bins=BINS, architecture=TINY).load_weights(
+            trained.n_pix_, broken
+        )
 
 
 def _snapshot(module):
@@ -405,7 +410,7 @@ def _snapshot(module):
     ],
 )
 def test_fine_tune_freezes_what_it_says(trained, freeze, fixed):
-    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    model = copy.deepcopy(trained)
     before = _snapshot(model.net_)
     flux, ivar, labels = toy_spectra(48, seed=10, snr=60)
     labels[:, 0] += 150.0  # a systematic offset between the two "domains"
@@ -434,7 +439,7 @@ def test_fine_tune_freezes_what_it_says(trained, freeze, fixed):
 
 
 def test_fine_tune_rejects_unknown_modules_and_untrained_models(trained):
-    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    model = copy.deepcopy(trained)
     flux, ivar, labels = toy_spectra(10, seed=11, snr=60)
     with pytest.raises(ValueError, match="match nothing"):
         model.fine_tune_prepared(flux, ivar, labels, freeze=["decoder"], epochs=1)
@@ -448,14 +453,14 @@ def test_fine_tune_runs_average_the_weights_of_separately_seeded_runs(trained, t
     flux, ivar, labels = toy_spectra(48, seed=12, snr=60)
     labels[:, 0] += 150.0
     kw = {"epochs": 2, "lr": 1e-3, "validation_fraction": 0.0, "freeze": "stem"}
-    soup = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    soup = copy.deepcopy(trained)
     soup.fine_tune_prepared(flux, ivar, labels, runs=2, checkpoint_dir=tmp_path, **kw)
     # each run keeps its own snapshots
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run0", "run1"]
     assert all(any((tmp_path / d).iterdir()) for d in ("run0", "run1"))
     singles = []
     for offset in (0, 1):  # run r uses the model seed + r
-        single = RemapModel.from_tree(trained.to_tree(), device="cpu")
+        single = copy.deepcopy(trained)
         single.seed = trained.seed + offset
         single.fine_tune_prepared(flux, ivar, labels, runs=1, **kw)
         singles.append(single.net_.state_dict())
@@ -474,8 +479,8 @@ def test_fine_tune_runs_average_the_weights_of_separately_seeded_runs(trained, t
 
 def test_fine_tune_loss_overrides_apply_to_that_stage_only(trained):
     flux, ivar, labels = toy_spectra(32, seed=13, snr=60)
-    model = RemapModel.from_tree(trained.to_tree(), device="cpu")
-    wide = RemapModel.from_tree(trained.to_tree(), device="cpu")
+    model = copy.deepcopy(trained)
+    wide = copy.deepcopy(trained)
     kw = {"epochs": 1, "lr": 1e-3, "validation_fraction": 0.0}
     model.fine_tune_prepared(flux, ivar, labels, **kw)
     wide.fine_tune_prepared(flux, ivar, labels, loss={"sigma_bins": 3.0}, **kw)
@@ -548,11 +553,11 @@ def test_fit_library_predict_spectra_and_asdf_file(tmp_path):
     )
 
     path = tmp_path / "toy.asdf"
-    model.write(path)
-    again = RemapModel.read(path)
+    write_model(model, path)
+    again = read_model(path)
     assert again.preparation == settings and again.name == "toy"
     assert again.source_["path"] == str(path.resolve())
     np.testing.assert_array_equal(again.predict(test)["pdf"]["fe_h"], direct["pdf"]["fe_h"])
 
-    tuned = RemapModel.read(path).fine_tune(test, epochs=2)
+    tuned = read_model(path).fine_tune(test, epochs=2)
     assert tuned.provenance_["fine_tune"][0]["source"]["seed"] == 14

@@ -3,6 +3,7 @@
 from asdf.extension import ManifestExtension
 
 from .converters import (
+    LabelCalibrationConverter,
     LabelSpecConverter,
     PreparationSettingsConverter,
     RemapEnsembleConverter,
@@ -11,6 +12,7 @@ from .converters import (
 
 __all__ = [
     "CONVERTERS",
+    "LABEL_CALIBRATION_TAG",
     "LABEL_SPEC_TAG",
     "MANIFEST_URI",
     "MODEL_CONVERTERS",
@@ -21,13 +23,18 @@ __all__ = [
 ]
 
 #: URI of the current manifest.
-MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-1.1.0"
+MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-1.2.0"
 #: Older manifests still read (files written by earlier stellarml versions).
-OLDER_MANIFEST_URIS = ("asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0",)
-#: Tag written for `~stellarml.models.remap.RemapModel`.
-REMAP_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/remap_model-1.0.0"
-#: Tag written for `~stellarml.models.ensemble.RemapEnsemble`.
-REMAP_ENSEMBLE_TAG = "asdf://stellarml.org/stellarml/tags/remap_ensemble-1.0.0"
+OLDER_MANIFEST_URIS = (
+    "asdf://stellarml.org/stellarml/manifests/stellarml-1.1.0",
+    "asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0",
+)
+#: Tag written for `~stellarml.models.RemapModel`.
+REMAP_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/remap_model-1.1.0"
+#: Tag written for `~stellarml.models.RemapEnsemble`.
+REMAP_ENSEMBLE_TAG = "asdf://stellarml.org/stellarml/tags/remap_ensemble-1.1.0"
+#: Tag written for the `~stellarml.calibration.LabelCalibration` forms.
+LABEL_CALIBRATION_TAG = "asdf://stellarml.org/stellarml/tags/label_calibration-1.0.0"
 #: Tag written for `~stellarml.labels.LabelSpec`.
 LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
 #: Tag written for `~stellarml.spectra.prepare.PreparationSettings`.
@@ -37,7 +44,12 @@ PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_sett
 MODEL_CONVERTERS = [RemapModelConverter(), RemapEnsembleConverter()]
 
 #: Converter instances shared by every manifest version.
-CONVERTERS = [*MODEL_CONVERTERS, LabelSpecConverter(), PreparationSettingsConverter()]
+CONVERTERS = [
+    *MODEL_CONVERTERS,
+    LabelCalibrationConverter(),
+    LabelSpecConverter(),
+    PreparationSettingsConverter(),
+]
 
 #: One extension per manifest; the newest first (asdf writes with the first
 #: extension that supports a type).

@@ -9,12 +9,14 @@ Every problem with a file raises a `ModelFileError` (a `ValueError`) that
 names the file and the problem.
 """
 
-import datetime
 import hashlib
 import os
 import tempfile
 import warnings
 from pathlib import Path
+
+from ..._utils import stellarml_version, utc_now
+from ...models.base import LabelModel
 
 __all__ = [
     "ModelFileError",
@@ -75,8 +77,9 @@ def write_model(model, path, *, compression=None):
 
     Parameters
     ----------
-    model : `~stellarml.models.RemapModel`
-        A model type with a stellarml ASDF tag.
+    model : `~stellarml.models.LabelModel`
+        A model whose class has an ASDF converter (stellarml's models, or a
+        method registered through its own ASDF extension).
     path : str or path-like
         Destination (conventionally ``*.asdf``); overwritten if it exists.
     compression : {None, "zlib", "bzp2", "lz4"}, optional
@@ -100,7 +103,7 @@ def write_model(model, path, *, compression=None):
 
     path = Path(path)
     _check_writable_type(model)
-    tree = {"model": model, "stellarml_version": _stellarml_version(), "date": _utc_now()}
+    tree = {"model": model, "stellarml_version": stellarml_version(), "date": utc_now()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -141,7 +144,7 @@ def read_model(path_or_name):
 
     Returns
     -------
-    model : `~stellarml.models.RemapModel`
+    model : `~stellarml.models.LabelModel`
         The model. ``model.source_`` is ``{"path": <absolute path>,
         "sha256": <SHA-256 of the file>}``.
 
@@ -224,11 +227,11 @@ def _load(path):
         # asdf's warnings about the unknown tags/extension say the same, less clearly
         raise UnsupportedModelVersionError(
             f"{path} holds {', '.join(sorted(unsupported))}, which this stellarml "
-            f"({_stellarml_version()}) cannot read; supported: {', '.join(_supported_tags())}. "
+            f"({stellarml_version()}) cannot read; supported: {', '.join(_supported_tags())}. "
             "Install a stellarml version that supports it."
         )
     model = tree.get("model")
-    if model is None or _model_type_name(model) not in _model_types():
+    if model is None or not isinstance(model, LabelModel):
         keys = ", ".join(sorted(k for k in tree if not k.startswith("asdf_"))) or "none"
         raise ModelFileError(
             f"{path} is an ASDF file but holds no stellarml model "
@@ -309,30 +312,16 @@ def _supported_tags():
     return sorted({t.tag_uri[len(_TAG_PREFIX) :] for ext in STELLARML_EXTENSIONS for t in ext.tags})
 
 
-def _model_type_name(obj):
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _model_types():
-    """Fully qualified names of the model classes the stellarml extension converts."""
-    from .extension import MODEL_CONVERTERS
-
-    return {name for converter in MODEL_CONVERTERS for name in converter.types}
-
-
 def _check_writable_type(model):
-    if _model_type_name(model) not in _model_types():
+    import asdf
+
+    if not isinstance(model, LabelModel):
         raise TypeError(
-            f"cannot write a {type(model).__name__} as a stellarml model; "
-            f"supported types: {', '.join(sorted(_model_types()))}"
+            f"cannot write a {type(model).__name__} as a stellarml model: it is not a "
+            "LabelModel (see stellarml.models.LabelModel)"
         )
-
-
-def _stellarml_version():
-    from stellarml import __version__
-
-    return __version__
-
-
-def _utc_now():
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if not asdf.AsdfFile().extension_manager.handles_type(type(model)):
+        raise TypeError(
+            f"cannot write a {type(model).__name__}: no ASDF converter is registered for it "
+            "(a method's converter belongs in an ASDF extension)"
+        )

@@ -1,66 +1,89 @@
-"""Converter for `stellarml.models.remap.RemapModel`."""
+"""Converter for `stellarml.models.RemapModel`."""
 
-from asdf.extension import Converter
+import math
 
-from ._common import materialize, safe_units
+import numpy as np
+
+from ._base import LabelModelConverter
 
 __all__ = ["RemapModelConverter"]
 
 
-class RemapModelConverter(Converter):
+def _lists(d):
+    """Tuples -> lists, recursively (YAML has no tuples)."""
+    return {
+        k: (list(v) if isinstance(v, tuple) else _lists(v) if isinstance(v, dict) else v)
+        for k, v in d.items()
+    }
+
+
+class RemapModelConverter(LabelModelConverter):
     """Serialise a trained REMAP model.
 
-    The node is ``RemapModel.to_tree()`` with three changes that make the file
-    self-describing:
-
-    * ``labels`` holds `~stellarml.labels.LabelSpec` objects (tag
-      ``label_spec-1.0.0``: name, unit, UCD, description, range) instead of
-      names, and the redundant ``units`` strings are dropped;
-    * ``preparation`` is a tagged ``preparation_settings-1.0.0`` object;
-    * ``stellarml_version`` records the writing stellarml.
-
-    Network weights are plain numpy arrays, written as ASDF binary blocks
-    (never pickle or ``torch.save``). Reading checks that every stored label
-    matches the label registry (same unit) and calls ``RemapModel.from_tree``.
-    The model class is referenced by name so that asdf can load this extension
-    without importing torch.
+    The node holds the common model entries (see `LabelModelConverter`) and
+    ``bins`` (``{label: [lo, hi, width]}``), the resolved ``architecture``,
+    ``loss`` and ``training`` configuration, ``seed``, ``n_pix``, ``weights``
+    and ``embedding_loss_state`` (state dicts as plain numpy arrays, written
+    as ASDF binary blocks: never pickle or ``torch.save``), ``history``,
+    ``metrics``, ``domain_reference`` and ``domain_threshold``. Tag 1.1.0
+    adds ``calibration``; 1.0.0 files read as uncalibrated models. Reading
+    refuses non-finite weights and thresholds.
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/remap_model-1.*",)
-    types = ("stellarml.models.remap.RemapModel",)
+    types = ("stellarml.models.remap.model.RemapModel",)
 
-    def to_yaml_tree(self, obj, tag, ctx):
-        from stellarml import __version__
-        from stellarml.spectra.prepare import PreparationSettings
+    def method_node(self, obj, tag, ctx):
+        from stellarml._utils import plain_tree
 
-        node = dict(obj.to_tree())
-        node.pop("units", None)
-        node["labels"] = list(obj.label_specs)
-        if isinstance(node.get("preparation"), dict):
-            node["preparation"] = PreparationSettings.from_dict(node["preparation"])
-        node["stellarml_version"] = __version__
-        return safe_units(node, ctx)
+        obj._check_fitted()
+        config = obj.get_config()
+        weights = obj.weight_arrays()
+        threshold = obj.domain_threshold_
+        reference = obj.domain_reference_
+        return {
+            "bins": {n: list(b.as_tuple()) for n, b in obj.label_bins().items()},
+            "architecture": _lists(config["architecture"]),
+            "loss": _lists(config["loss"]),
+            "training": _lists(config["training"]),
+            "seed": int(obj.seed),
+            "n_pix": int(obj.n_pix_),
+            "weights": weights["network"],
+            "embedding_loss_state": weights["embedding_loss"],
+            "history": plain_tree(obj.history_),
+            "metrics": plain_tree(obj.metrics_),
+            "domain_reference": None
+            if reference is None
+            else np.asarray(reference, dtype=np.float32),
+            "domain_threshold": None if threshold is None else float(threshold),
+        }
 
-    def from_yaml_tree(self, node, tag, ctx):
-        from stellarml.labels import LABELS
+    def build_model(self, node, label_names, tag, ctx):
         from stellarml.models.remap import RemapModel
 
-        tree = materialize(node)
-        names = []
-        for spec in tree["labels"]:
-            known = LABELS.get(spec.name)
-            if known is None:
-                raise ValueError(
-                    f"the model predicts label {spec.name!r}, which is not registered in "
-                    f"stellarml.labels (known: {', '.join(sorted(LABELS))})"
-                )
-            if known.unit != spec.unit:
-                raise ValueError(
-                    f"label {spec.name!r} is stored in {spec.unit} but stellarml.labels "
-                    f"defines it in {known.unit}"
-                )
-            names.append(spec.name)
-        tree["labels"] = names
-        tree["units"] = [spec.unit.to_string() for spec in node["labels"]]
-        tree.pop("stellarml_version", None)
-        return RemapModel.from_tree(tree)
+        required = ("bins", "architecture", "loss", "training", "n_pix", "weights")
+        missing = [k for k in required if k not in node]
+        if missing:
+            raise ValueError(f"not a RemapModel node: missing {missing}")
+        model = RemapModel(
+            labels=tuple(label_names),
+            bins={k: tuple(float(x) for x in v) for k, v in dict(node["bins"]).items()},
+            preparation=node.get("preparation"),
+            architecture=dict(node["architecture"]),
+            loss=dict(node["loss"]),
+            training=dict(node["training"]),
+            name=str(node.get("name", "remap")),
+            seed=int(node.get("seed", 0)),
+        )
+        model.load_weights(node["n_pix"], node["weights"], node.get("embedding_loss_state"))
+        model.history_ = list(node.get("history") or [])
+        model.metrics_ = dict(node.get("metrics") or {})
+        ref = node.get("domain_reference")
+        model.domain_reference_ = None if ref is None else np.asarray(ref, dtype=np.float32)
+        if ref is not None and not np.isfinite(model.domain_reference_).all():
+            raise ValueError("the domain reference embeddings hold non-finite values")
+        threshold = node.get("domain_threshold")
+        if threshold is not None and not (math.isfinite(threshold) or threshold == math.inf):
+            raise ValueError(f"the domain threshold is {threshold!r}, not a number")
+        model.domain_threshold_ = None if threshold is None else float(threshold)
+        return model

@@ -14,7 +14,9 @@ pass per member.
 
 import numpy as np
 
-from .remap import RemapModel, _LabelPredictor, _plain
+from ..._utils import plain_tree
+from .inference import RemapPredictor
+from .model import RemapModel
 
 __all__ = ["RemapEnsemble"]
 
@@ -23,7 +25,7 @@ __all__ = ["RemapEnsemble"]
 _SHARED_PROVENANCE = ("stellarml_version", "torch_version", "numpy_version", "fit", "fine_tune")
 
 
-class RemapEnsemble(_LabelPredictor):
+class RemapEnsemble(RemapPredictor):
     """An equal-weight deep ensemble of trained `~stellarml.models.RemapModel` members.
 
     Parameters
@@ -70,7 +72,7 @@ class RemapEnsemble(_LabelPredictor):
             _check_compatible(first, m, k)
         self.members = members
         self.name = str(name if name is not None else first.name)
-        self.provenance_ = _plain(dict(provenance or {}))
+        self.provenance_ = plain_tree(dict(provenance or {}))
         self._refresh_provenance()
 
     # ------------------------------------------------------------------ shared attributes
@@ -149,7 +151,7 @@ class RemapEnsemble(_LabelPredictor):
         first = self.members[0].provenance_ or {}
         for key in _SHARED_PROVENANCE:
             if key in first:
-                self.provenance_[key] = _plain(first[key])
+                self.provenance_[key] = plain_tree(first[key])
         self.provenance_["ensemble"] = {
             "n_members": len(self.members),
             "member_seeds": [int(m.seed) for m in self.members],
@@ -198,32 +200,6 @@ class RemapEnsemble(_LabelPredictor):
             m.fine_tune_prepared(flux, ivar, labels, checkpoint_dir=where, **kwargs)
         self._refresh_provenance()
         return self
-
-    # ------------------------------------------------------------------ serialisation
-    def to_tree(self):
-        """The ensemble as a plain tree: ``name``, ``members`` (member trees), ``provenance``."""
-        return {
-            "name": self.name,
-            "members": [m.to_tree() for m in self.members],
-            "provenance": _plain(self.provenance_),
-        }
-
-    @classmethod
-    def from_tree(cls, tree, *, device="auto"):
-        """Rebuild an ensemble from `to_tree` output (members as trees or models)."""
-        if "members" not in tree:
-            raise ValueError("not a RemapEnsemble tree: missing ['members']")
-        members = [
-            m if isinstance(m, RemapModel) else RemapModel.from_tree(m, device=device)
-            for m in tree["members"]
-        ]
-        return cls(members, name=tree.get("name"), provenance=tree.get("provenance"))
-
-    def write(self, path):
-        """Write the ensemble to an ASDF file (`stellarml.io.asdf.model_io.write_model`)."""
-        from ..io.asdf.model_io import write_model
-
-        return write_model(self, path)
 
     def __len__(self):
         return len(self.members)

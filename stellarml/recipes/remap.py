@@ -1,4 +1,4 @@
-"""Train a REMAP model from a TOML configuration (``stellarml train CONFIG``).
+"""The deep-REMAP recipe: a configuration in, a trained model out (``stellarml train CONFIG``).
 
 The configuration names every choice — grid, synthetic library, sampling
 design, network, loss, training and fine-tuning — so that a model, including
@@ -8,7 +8,7 @@ the shipped default, can be rebuilt by anyone with one command. Paths may use
 A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
 
 ``[model]``
-    ``name``, ``labels``, ``seed``, and optional ``[model.bins]``
+    ``method = "remap"``, ``name``, ``labels``, ``seed``, and optional ``[model.bins]``
     (``label = [lo, hi, width]``), ``[model.architecture]``, ``[model.loss]``,
     ``[model.training]`` overriding the `~stellarml.models.RemapModel` defaults,
     and ``ensemble`` (number of members, default 1): with N > 1 the result is
@@ -33,74 +33,42 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
 """
 
 import copy
-import tomllib
-from pathlib import Path
 
 import astropy.units as u
 import numpy as np
 
-from .._utils import data_dir
+from ..io.asdf.model_io import write_model
 
 __all__ = [
     "build_finetune_library",
     "build_model",
     "build_preparation",
     "build_pretrain_library",
+    "check_config",
     "fine_tune",
     "in_bins",
-    "load_config",
     "member_config",
-    "train_from_config",
+    "train",
 ]
 
-_REQUIRED = {"model": ("name",), "preparation": ("wavelength_min", "wavelength_max", "dloglam")}
+_REQUIRED = {
+    "model": ("name",),
+    "preparation": ("wavelength_min", "wavelength_max", "dloglam"),
+    "pretrain": (),
+}
 
 
-def _expand(value):
-    if isinstance(value, str) and "{data_dir}" in value:
-        return value.replace("{data_dir}", str(data_dir()))
-    if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    return value
-
-
-def load_config(config):
-    """Read and check a training configuration.
-
-    Parameters
-    ----------
-    config : str, path-like or dict
-        A TOML file or an already-parsed dictionary.
-
-    Returns
-    -------
-    config : dict
-        A deep copy with ``{data_dir}`` expanded.
-    """
-    if isinstance(config, dict):
-        cfg = copy.deepcopy(config)
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"training configuration not found: {path}")
-        try:
-            cfg = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from None
+def check_config(cfg):
+    """Raise `ValueError` naming what a REMAP configuration lacks or gets wrong."""
     for section, keys in _REQUIRED.items():
         if section not in cfg:
             raise ValueError(f"training configuration lacks the [{section}] table")
         missing = [k for k in keys if k not in cfg[section]]
         if missing:
             raise ValueError(f"[{section}] lacks {', '.join(missing)}")
-    if "pretrain" not in cfg:
-        raise ValueError("training configuration lacks the [pretrain] table")
     n = cfg["model"].get("ensemble", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"[model] ensemble must be a positive integer, got {n!r}")
-    return _expand(cfg)
 
 
 def member_config(cfg, k):
@@ -223,15 +191,14 @@ def in_bins(model, library):
     return ok
 
 
-def train_from_config(
-    config, *, output=None, progress=True, fine_tune_exclude_ids=None, pretrained_output=None
-):
+def train(cfg, *, output=None, progress=True, fine_tune_exclude_ids=None, pretrained_output=None):
     """Train (and fine-tune) a REMAP model as a configuration says.
 
     Parameters
     ----------
-    config : str, path-like or dict
-        The configuration (see the module documentation).
+    cfg : dict
+        The configuration (see the module documentation), as
+        `stellarml.recipes.load_config` returns it.
     output : str or path-like, optional
         Write the trained model to this ASDF file.
     progress : bool
@@ -247,7 +214,7 @@ def train_from_config(
     model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
         An ensemble when ``[model] ensemble`` is above 1.
     """
-    cfg = load_config(config)
+    check_config(cfg)
     preparation = build_preparation(cfg)
     members = []
     for k in range(int(cfg["model"].get("ensemble", 1))):
@@ -266,12 +233,12 @@ def train_from_config(
         model = RemapEnsemble(members, name=cfg["model"]["name"])
     if pretrained_output is not None:
         model.provenance_["config"] = cfg
-        model.write(pretrained_output)
+        write_model(model, pretrained_output)
     if cfg.get("fine_tune"):
         fine_tune(model, cfg, exclude_ids=fine_tune_exclude_ids, progress=progress)
     model.provenance_["config"] = cfg
     if output is not None:
-        model.write(output)
+        write_model(model, output)
     return model
 
 

@@ -1,21 +1,21 @@
-"""TOML training configurations: parsing, building, and a tiny end-to-end train."""
+"""TOML training configurations: method dispatch, parsing, building, a tiny end-to-end train."""
 
 import astropy.units as u
 import numpy as np
 import pytest
 
 from stellarml.io.asdf import read_model
-from stellarml.training.pipeline import (
+from stellarml.recipes import load_config, train_from_config
+from stellarml.recipes.remap import (
     build_finetune_library,
     build_model,
     build_preparation,
     in_bins,
-    load_config,
-    train_from_config,
 )
 
 TINY = """
 [model]
+method = "remap"
 name = "tiny"
 labels = ["teff", "logg", "fe_h"]
 seed = 3
@@ -69,11 +69,11 @@ def test_load_config_errors(tmp_path):
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(bad)
     with pytest.raises(ValueError, match=r"\[preparation\]"):
-        load_config({"model": {"name": "x"}, "pretrain": {}})
+        load_config({"model": {"method": "remap", "name": "x"}, "pretrain": {}})
     with pytest.raises(ValueError, match="lacks dloglam"):
         load_config(
             {
-                "model": {"name": "x"},
+                "model": {"method": "remap", "name": "x"},
                 "preparation": {"wavelength_min": 1, "wavelength_max": 2},
                 "pretrain": {},
             }
@@ -148,9 +148,24 @@ def test_train_tiny_ensemble(tiny_config, tmp_path):
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
 def test_bad_ensemble_size(value):
     cfg = {
-        "model": {"name": "x", "ensemble": value},
+        "model": {"method": "remap", "name": "x", "ensemble": value},
         "preparation": {"wavelength_min": 1, "wavelength_max": 2, "dloglam": 1e-3},
         "pretrain": {},
     }
     with pytest.raises(ValueError, match="ensemble must be a positive integer"):
         load_config(cfg)
+
+
+def test_config_must_name_a_known_method():
+    cfg = {
+        "model": {"name": "x"},
+        "preparation": {"wavelength_min": 1, "wavelength_max": 2, "dloglam": 1e-3},
+        "pretrain": {},
+    }
+    with pytest.raises(ValueError, match=r"\[model\] must name the method.*remap"):
+        load_config(cfg)
+    cfg["model"]["method"] = "payne"
+    with pytest.raises(ValueError, match="unknown method 'payne'"):
+        load_config(cfg)
+    with pytest.raises(ValueError, match=r"lacks the \[model\] table"):
+        load_config({"preparation": {}})

@@ -1,0 +1,112 @@
+"""Converter for the `stellarml.calibration.LabelCalibration` forms."""
+
+import numpy as np
+from asdf.extension import Converter
+
+from ._common import materialize
+
+__all__ = ["LabelCalibrationConverter"]
+
+#: Per form: constructor settings and learned attributes stored in the node.
+_LAYOUT = {
+    "trend": (
+        ("terms", "degree", "clip", "max_iter"),
+        ("coefficients_", "covariance_", "centers_", "ranges_", "scatter_", "n_used_"),
+    ),
+    "width": (
+        ("labels", "n_bootstrap", "seed"),
+        ("scale_", "scale_interval_", "coverage_before_", "coverage_after_"),
+    ),
+    "group": (
+        ("label", "terms", "degree", "clip", "max_iter"),
+        (
+            "coefficients_",
+            "covariance_",
+            "centers_",
+            "ranges_",
+            "spread_before_",
+            "spread_after_",
+            "n_groups_",
+        ),
+    ),
+}
+
+
+def _yaml(value):
+    """Tuples -> lists and numpy scalars -> Python, recursively (arrays stay arrays)."""
+    if isinstance(value, dict):
+        return {str(k): _yaml(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class LabelCalibrationConverter(Converter):
+    """Serialise a fitted calibration (tag ``label_calibration-1.0.0``).
+
+    The node holds ``kind`` (``"trend"``, ``"width"``, ``"group"`` or
+    ``"chain"``), ``settings`` (the constructor's arguments), ``fitted`` (the
+    learned attributes, coefficient covariances as arrays), ``provenance``
+    (reference set, number and identifiers of the stars...) and, for a chain,
+    ``steps`` (tagged calibrations). Only fitted calibrations are written.
+    """
+
+    tags = ("asdf://stellarml.org/stellarml/tags/label_calibration-1.*",)
+    types = (
+        "stellarml.calibration.TrendCalibration",
+        "stellarml.calibration.WidthCalibration",
+        "stellarml.calibration.GroupCalibration",
+        "stellarml.calibration.ChainedCalibration",
+    )
+
+    def to_yaml_tree(self, obj, tag, ctx):
+        if not obj.is_fitted:
+            raise ValueError(f"cannot write an unfitted {type(obj).__name__}")
+        node = {"kind": obj.kind, "provenance": _yaml(obj.provenance_)}
+        if obj.kind == "chain":
+            node["steps"] = list(obj.steps)
+            return node
+        settings, fitted = _LAYOUT[obj.kind]
+        node["settings"] = {key: _yaml(getattr(obj, key)) for key in settings}
+        node["fitted"] = {key.rstrip("_"): _yaml(getattr(obj, key)) for key in fitted}
+        return node
+
+    def from_yaml_tree(self, node, tag, ctx):
+        from stellarml import calibration
+
+        kind = node["kind"]
+        if kind == "chain":
+            obj = calibration.ChainedCalibration(list(node["steps"]))
+        else:
+            classes = {
+                "trend": calibration.TrendCalibration,
+                "width": calibration.WidthCalibration,
+                "group": calibration.GroupCalibration,
+            }
+            if kind not in classes:
+                raise ValueError(f"unknown calibration kind {kind!r}")
+            settings, fitted = _LAYOUT[kind]
+            stored = materialize(node["settings"])
+            obj = classes[kind](**{key: stored[key] for key in settings if key in stored})
+            values = materialize(node["fitted"])
+            for key in fitted:
+                setattr(obj, key, _restore(key, values[key.rstrip("_")]))
+        obj.provenance_ = materialize(node.get("provenance") or {})
+        return obj
+
+
+def _restore(key, value):
+    """Learned attributes as the calibration classes keep them."""
+    if key in ("coefficients_", "covariance_"):
+        if isinstance(value, dict):
+            return {k: np.asarray(v, dtype=np.float64) for k, v in value.items()}
+        return np.asarray(value, dtype=np.float64)
+    if key == "ranges_":
+        if value and all(isinstance(v, dict) for v in value.values()):
+            return {k: {p: tuple(r) for p, r in v.items()} for k, v in value.items()}
+        return {k: tuple(v) for k, v in value.items()}
+    if key == "scale_interval_":
+        return {k: tuple(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,101 @@
+"""Recipes: a training configuration in, a trained model out, per method.
+
+``stellarml train CONFIG`` and `train_from_config` read a TOML configuration
+whose ``[model]`` table names the method (``method = "remap"``) and hand it
+to that method's recipe (`stellarml.recipes.remap`...), which documents the
+rest of the configuration. Paths may use ``{data_dir}``, replaced by the
+reference data folder (``STELLARML_DATA_DIR``).
+"""
+
+import copy
+import importlib
+import tomllib
+from pathlib import Path
+
+from .._utils import data_dir
+
+__all__ = ["RECIPES", "load_config", "train_from_config"]
+
+#: Method name -> module of its recipe (each has ``check_config(cfg)`` and ``train(cfg, ...)``).
+RECIPES = {"remap": "stellarml.recipes.remap"}
+
+
+def _expand(value):
+    if isinstance(value, str) and "{data_dir}" in value:
+        return value.replace("{data_dir}", str(data_dir()))
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value
+
+
+def _recipe(cfg):
+    model = cfg.get("model")
+    if not isinstance(model, dict):
+        raise ValueError("training configuration lacks the [model] table")
+    method = model.get("method")
+    if method is None:
+        raise ValueError(
+            f'[model] must name the method, e.g. method = "remap"; known: {", ".join(RECIPES)}'
+        )
+    if method not in RECIPES:
+        raise ValueError(f"unknown method {method!r} in [model]; known: {', '.join(RECIPES)}")
+    return importlib.import_module(RECIPES[method])
+
+
+def load_config(config):
+    """Read and check a training configuration.
+
+    Parameters
+    ----------
+    config : str, path-like or dict
+        A TOML file or an already-parsed dictionary.
+
+    Returns
+    -------
+    config : dict
+        A deep copy with ``{data_dir}`` expanded, checked by its method's recipe.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not TOML, names no or an unknown method, or its recipe
+        finds it incomplete (the message says what is missing).
+    """
+    if isinstance(config, dict):
+        cfg = copy.deepcopy(config)
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"training configuration not found: {path}")
+        try:
+            cfg = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    _recipe(cfg).check_config(cfg)
+    return _expand(cfg)
+
+
+def train_from_config(config, *, output=None, progress=True, **options):
+    """Train a model as a configuration says, with the recipe of the method it names.
+
+    Parameters
+    ----------
+    config : str, path-like or dict
+        The configuration (see `load_config` and the method's recipe).
+    output : str or path-like, optional
+        Write the trained model to this ASDF file.
+    progress : bool
+        Show progress bars.
+    **options
+        Passed to the recipe's ``train`` (e.g. REMAP's ``pretrained_output``).
+
+    Returns
+    -------
+    model : `~stellarml.models.LabelModel`
+    """
+    cfg = load_config(config)
+    return _recipe(cfg).train(cfg, output=output, progress=progress, **options)
