@@ -367,9 +367,9 @@ def _read_note(note, url):
 
 
 def _user_agent():
-    from .. import __version__
+    from .._utils import stellarml_version
 
-    return f"stellarml/{__version__} (+astropy download cache)"
+    return f"stellarml/{stellarml_version()} (+astropy download cache)"
 
 
 def _content_range(value):

@@ -156,9 +156,9 @@ def _header(library_like):
 
 
 def _version():
-    from .. import __version__
+    from .._utils import stellarml_version
 
-    return __version__
+    return stellarml_version()
 
 
 def _check_path(path, overwrite):
