@@ -197,14 +197,17 @@ class LabelPosterior(abc.ABC):
 
     def median(self, label):
         """Median of ``label`` per row, ``(n,)`` float64."""
+        self._label_index(label)
         return self.summaries()[label]["median"]
 
     def mode(self, label):
         """Mode of ``label`` per row (NaN where the form does not define one), ``(n,)``."""
+        self._label_index(label)
         return self.summaries()[label]["mode"]
 
     def mean(self, label):
         """Mean of ``label`` per row, ``(n,)`` float64."""
+        self._label_index(label)
         return self.summaries()[label]["mean"]
 
     def summaries(self):

@@ -332,3 +332,45 @@ def test_top_level_write_model_is_model_io(toy, tmp_path):
     path = tmp_path / "top.asdf"
     digest = top_level_write(toy[0], path)
     assert read_model(path).source_["sha256"] == digest == file_hash(path)
+
+
+def test_round_trip_with_every_calibration_form(toy, tmp_path):
+    import copy
+
+    from stellarml.calibration import (
+        ChainedCalibration,
+        GroupCalibration,
+        TrendCalibration,
+        WidthCalibration,
+    )
+
+    model, flux, ivar = copy.deepcopy(toy[0]), toy[1], toy[2]
+    rng = np.random.default_rng(3)
+    f = np.repeat(flux, 5, axis=0) * (1 + 0.01 * rng.standard_normal((30, flux.shape[1])))
+    posterior = model.predict_prepared(f.astype(np.float32), np.repeat(ivar, 5, axis=0))[
+        "posterior"
+    ]
+    reference = {
+        "teff": posterior.median("teff") + 50 + 20 * rng.standard_normal(30),
+        "teff_err": np.full(30, 10.0),
+        "logg": posterior.median("logg") - 0.1 + 0.05 * rng.standard_normal(30),
+    }
+    model.calibration = ChainedCalibration(
+        [
+            TrendCalibration({"teff": ["teff"], "logg": []}),
+            WidthCalibration(),
+            GroupCalibration("fe_h", ["teff"], clip=None),
+        ]
+    ).fit(posterior, reference, groups=np.repeat(np.arange(6), 5), name="toy stars")
+    path = tmp_path / "calibrated.asdf"
+    write_model(model, path)
+    assert b"!<asdf://stellarml.org/stellarml/tags/label_calibration-1.0.0>" in path.read_bytes()
+    back = read_model(path)
+    assert back.calibration.describe() == model.calibration.describe()
+    a, b = model.calibration(posterior), back.calibration(posterior)
+    for name in model.label_names:
+        for key, values in a.summaries()[name].items():
+            np.testing.assert_array_equal(b.summaries()[name][key], values, err_msg=key)
+    with pytest.raises(ModelFileError, match="cannot write an unfitted TrendCalibration"):
+        model.calibration = TrendCalibration({"teff": []})
+        write_model(model, tmp_path / "unfitted.asdf")

@@ -121,7 +121,7 @@ def write_model(model, path, *, compression=None):
             f"cannot write {path}: the model does not conform to its schema: {exc.message} "
             f"(at {'/'.join(str(p) for p in exc.absolute_path) or 'top level'})"
         ) from exc
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a converter refused the model
         raise ModelFileError(f"cannot write {path}: {exc}") from exc
     finally:
         if os.path.exists(tmp):
@@ -231,6 +231,12 @@ def _load(path):
             "Install a stellarml version that supports it."
         )
     model = tree.get("model")
+    tag = getattr(model, "_tag", None)
+    if isinstance(tag, str):
+        raise ModelFileError(
+            f"{path} holds a model tagged {tag}, which no installed ASDF extension reads "
+            "(install the package that provides this model type)"
+        )
     if model is None or not isinstance(model, LabelModel):
         keys = ", ".join(sorted(k for k in tree if not k.startswith("asdf_"))) or "none"
         raise ModelFileError(

@@ -48,7 +48,8 @@ class LabelCalibrationConverter(Converter):
 
     The node holds ``kind`` (``"trend"``, ``"width"``, ``"group"`` or
     ``"chain"``), ``settings`` (the constructor's arguments), ``fitted`` (the
-    learned attributes, coefficient covariances as arrays), ``provenance``
+    learned attributes, coefficient covariances as arrays), ``label_order``
+    (the order of the corrected labels), ``provenance``
     (reference set, number and identifiers of the stars...) and, for a chain,
     ``steps`` (tagged calibrations). Only fitted calibrations are written.
     """
@@ -71,6 +72,7 @@ class LabelCalibrationConverter(Converter):
         settings, fitted = _LAYOUT[obj.kind]
         node["settings"] = {key: _yaml(getattr(obj, key)) for key in settings}
         node["fitted"] = {key.rstrip("_"): _yaml(getattr(obj, key)) for key in fitted}
+        node["label_order"] = list(obj.label_names)  # YAML mappings do not keep their order
         return node
 
     def from_yaml_tree(self, node, tag, ctx):
@@ -91,8 +93,12 @@ class LabelCalibrationConverter(Converter):
             stored = materialize(node["settings"])
             obj = classes[kind](**{key: stored[key] for key in settings if key in stored})
             values = materialize(node["fitted"])
+            order = list(node.get("label_order") or [])
             for key in fitted:
-                setattr(obj, key, _restore(key, values[key.rstrip("_")]))
+                value = _restore(key, values[key.rstrip("_")])
+                if isinstance(value, dict) and order and set(value) == set(order):
+                    value = {label: value[label] for label in order}
+                setattr(obj, key, value)
         obj.provenance_ = materialize(node.get("provenance") or {})
         return obj
 

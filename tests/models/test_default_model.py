@@ -1,0 +1,76 @@
+"""The shipped default model: its uncalibrated predictions never change, its calibration is applied.
+
+``tests/data/remap_default_uncalibrated.npz`` holds the labels, percentiles,
+modes and flags that the default model gave, before the model contract and its
+calibration existed (stellarml commit 1fd7a79), for the project's example
+spectra, the 25 LAMOST spectra and the BOSS spectrum in ``../shared/data``.
+With ``calibrate=False`` today's stellarml must give the same numbers (on the
+development machine they are bit-identical; the tolerance allows for float32
+rounding on other CPUs).
+"""
+
+import glob
+import warnings
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pytest
+from specutils import Spectrum
+
+from stellarml import derive_labels, read_model
+from stellarml.data import example_spectra
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "remap_default_uncalibrated.npz"
+
+
+@pytest.fixture(scope="module")
+def golden():
+    with np.load(GOLDEN) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def inputs(data_dir):
+    return {
+        "examples": example_spectra()[0],
+        "lamost": [
+            Spectrum.read(p) for p in sorted(glob.glob(str(data_dir / "lamost" / "*.fits")))
+        ],
+        "boss": [_read_boss(data_dir / "sdss" / "spec-3586-55181-0500.fits")],
+    }
+
+
+def _read_boss(path):
+    # specutils' SDSS loader warns about the BOSS flux unit string; the unit itself is fine
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'1E-17 erg/cm", u.UnitsWarning)
+        return Spectrum.read(path)
+
+
+@pytest.mark.parametrize("group", ["examples", "lamost", "boss"])
+def test_uncalibrated_predictions_are_unchanged(group, golden, inputs):
+    table = derive_labels(inputs[group], calibrate=False, device="cpu")
+    columns = [k.split("/", 1)[1] for k in golden if k.startswith(group + "/")]
+    assert len(columns) == 20
+    for column in columns:
+        expected = golden[f"{group}/{column}"]
+        if column == "flags":
+            np.testing.assert_array_equal(np.asarray(table["flags"]), expected)
+            continue
+        col = table[column]
+        values = np.where(np.ma.getmaskarray(col), np.nan, np.asarray(getattr(col, "value", col)))
+        np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6, err_msg=column)
+
+
+def test_calibration_is_on_by_default_and_recorded(inputs):
+    model = read_model()
+    raw = derive_labels(inputs["examples"], model=model, calibrate=False)
+    table = derive_labels(inputs["examples"], model=model)
+    if model.calibration is None:
+        pytest.skip("the shipped model carries no calibration")
+    assert table.meta["calibration_reference"].startswith("Gaia FGK Benchmark Stars")
+    assert table.meta["calibration_n"] == 55
+    assert not np.allclose(table["teff"].value, raw["teff"].value)
+    np.testing.assert_array_equal(table["flags"], raw["flags"])
+    assert raw.meta["calibration"].startswith("none: the raw model outputs")
