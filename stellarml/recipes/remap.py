@@ -24,6 +24,12 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
     ``design``, ``seed``, optional ``ranges`` (``label = [lo, hi]``),
     ``wavelength_margin`` [Angstrom], ``rv_jitter`` [km/s],
     ``continuum_distortion``.
+``[calibration]`` (optional)
+    Reference stars and the correction (`stellarml.recipes.calibration`):
+    after fine-tuning, the reference stars are predicted out of fold (by
+    ``folds`` models each fine-tuned without one fold of them, from the same
+    pre-trained model) and the correction is fitted on those predictions
+    (`calibrate`).
 ``[fine_tune]`` (optional)
     ``library = "miles"``, ``directory``, ``freeze``, ``epochs``, ``lr``,
     ``runs`` (weight-averaged fine-tuning runs), ``validation_fraction``,
@@ -38,13 +44,16 @@ import astropy.units as u
 import numpy as np
 
 from ..io.asdf.model_io import write_model
+from .calibration import build_calibration, check_calibration_config, load_reference
 
 __all__ = [
     "build_finetune_library",
     "build_model",
     "build_preparation",
     "build_pretrain_library",
+    "calibrate",
     "check_config",
+    "cross_fitted_posteriors",
     "fine_tune",
     "in_bins",
     "member_config",
@@ -69,6 +78,9 @@ def check_config(cfg):
     n = cfg["model"].get("ensemble", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"[model] ensemble must be a positive integer, got {n!r}")
+    if "calibration" in cfg and not cfg.get("fine_tune"):
+        raise ValueError("[calibration] needs a [fine_tune] table (its folds are fine-tunings)")
+    check_calibration_config(cfg)
 
 
 def member_config(cfg, k):
@@ -231,21 +243,64 @@ def train(cfg, *, output=None, progress=True, fine_tune_exclude_ids=None, pretra
         from ..models import RemapEnsemble
 
         model = RemapEnsemble(members, name=cfg["model"]["name"])
+    model.provenance_["config"] = cfg
     if pretrained_output is not None:
-        model.provenance_["config"] = cfg
         write_model(model, pretrained_output)
+    pretrained = copy.deepcopy(model) if cfg.get("calibration") else None
     if cfg.get("fine_tune"):
-        fine_tune(model, cfg, exclude_ids=fine_tune_exclude_ids, progress=progress)
+        fine_tune_and_calibrate(
+            model, cfg, pretrained=pretrained, exclude_ids=fine_tune_exclude_ids, progress=progress
+        )
     model.provenance_["config"] = cfg
     if output is not None:
         write_model(model, output)
     return model
 
 
-def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True):
-    """Fine-tune ``model`` on the ``[fine_tune]`` library; records the MILES ids used."""
+def fine_tune_and_calibrate(model, cfg, *, pretrained=None, exclude_ids=None, progress=True):
+    """Fine-tune ``model`` as ``[fine_tune]`` says, then calibrate it if ``[calibration]`` asks.
+
+    ``pretrained`` is the model before fine-tuning (needed for calibration:
+    the out-of-fold fine-tunings start from it). With ``fine_tune_on_reference``
+    the reference stars' labels replace the library's where known.
+    """
+    c = cfg.get("calibration")
+    overrides = None
+    if c and c.get("fine_tune_on_reference", False):
+        overrides = load_reference(cfg, model.label_names)
+    fine_tune(model, cfg, exclude_ids=exclude_ids, progress=progress, label_overrides=overrides)
+    if c:
+        if pretrained is None:
+            raise ValueError("calibration needs the pre-trained model to cross-fit from")
+        calibrate(model, pretrained, cfg, exclude_ids=exclude_ids, progress=progress)
+    return model
+
+
+def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True, label_overrides=None):
+    """Fine-tune ``model`` on the ``[fine_tune]`` library; records the MILES ids used.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        The (pre-trained) model, fine-tuned in place.
+    cfg : dict
+        The configuration.
+    ids, exclude_ids : sequence of str, optional
+        See `build_finetune_library`.
+    progress : bool
+        Progress bars.
+    label_overrides : `~astropy.table.Table`, optional
+        ``id`` and label columns (NaN = keep the library's value): these
+        labels replace the library's for those stars (e.g. benchmark-star
+        labels); recorded as ``label_overrides`` in the provenance.
+
+    Returns
+    -------
+    model
+    """
     f = cfg["fine_tune"]
     observed = build_finetune_library(cfg, ids=ids, exclude_ids=exclude_ids)
+    replaced = _override_labels(observed, label_overrides, model.label_names)
     inside = in_bins(model, observed)
     outside = [str(i) for i in np.asarray(observed.labels["id"])[~inside]]
     observed = observed[inside]
@@ -265,6 +320,169 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True):
         "outside_bins_ids": outside,
         "dropped": observed.meta.get("dropped", []),
     }
+    if label_overrides is not None:
+        record["label_overrides"] = replaced
     for target in (model, *getattr(model, "members", ())):
         target.provenance_["fine_tune_library"] = copy.deepcopy(record)
     return model
+
+
+def _override_labels(library, overrides, labels):
+    """Replace library labels by ``overrides`` (in place); returns ``{label: [ids]}`` replaced."""
+    if overrides is None:
+        return {}
+    ids = [str(i) for i in np.asarray(library.labels["id"])]
+    row_of = {i: k for k, i in enumerate(ids)}
+    replaced = {}
+    for label in labels:
+        if label not in overrides.colnames:
+            continue
+        col = library.labels[label]
+        values = np.array(getattr(col, "value", col), dtype=float)
+        new = overrides[label]
+        new = np.asarray(new.to_value(col.unit) if hasattr(new, "unit") else new, dtype=float)
+        done = []
+        for star, value in zip(overrides["id"], new, strict=True):
+            if np.isfinite(value) and str(star) in row_of:
+                values[row_of[str(star)]] = value
+                done.append(str(star))
+        library.labels[label] = values * col.unit if hasattr(col, "unit") else values
+        replaced[label] = done
+    return replaced
+
+
+def cross_fitted_posteriors(
+    pretrained, cfg, reference, *, folds, seed, fine_tune_on_reference=False, progress=False
+):
+    """Out-of-fold posteriors of the reference stars, by k-fold fine-tuning.
+
+    The reference stars are split into ``folds`` folds (a permutation drawn
+    with ``seed``); for each fold a copy of ``pretrained`` is fine-tuned as
+    ``[fine_tune]`` says on the library without that fold's stars, and
+    predicts them (`stellarml.derive_labels`, uncalibrated). Every reference
+    star is therefore predicted by a model that has not seen it, as a new
+    star would be. Stars of the library that are not reference stars are in
+    every fold's training set.
+
+    Parameters
+    ----------
+    pretrained : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        The model before fine-tuning (not changed).
+    cfg : dict
+        The configuration (its ``[fine_tune]`` table).
+    reference : `~astropy.table.Table`
+        ``id`` (MILES ids) and labels (`stellarml.recipes.calibration.load_reference`).
+    folds : int
+        Number of folds.
+    seed : int
+        Seed of the fold assignment.
+    fine_tune_on_reference : bool
+        Fine-tune on the reference labels of the training folds' reference
+        stars instead of the library's.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    posterior : `~stellarml.posterior.LabelPosterior`
+        One row per reference star, in the order of ``reference``.
+    fold : `numpy.ndarray`
+        ``(n,)`` the fold of each star.
+    table : `~astropy.table.QTable`
+        The label table of the predictions (uncalibrated), in the same order.
+    """
+    from astropy.table import vstack
+
+    from ..analysis import derive_labels
+    from ..libraries import ObservedLibrary
+    from ..posterior import LabelPosterior
+
+    ids = np.array([str(i) for i in reference["id"]])
+    n = ids.size
+    if n < folds:
+        raise ValueError(f"{n} reference stars cannot make {folds} folds")
+    f = cfg["fine_tune"]
+    spectra = ObservedLibrary.from_miles(
+        f.get("directory"), require=pretrained.label_names, ids=list(ids)
+    )
+    found = [str(i) for i in np.asarray(spectra.labels["id"])]
+    missing = sorted(set(ids) - set(found))
+    if missing:
+        raise ValueError(
+            f"reference stars not in the MILES training list with spectrum and labels: {missing}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    fold = np.empty(n, dtype=int)
+    posteriors, tables, rows = [], [], []
+    for k, test in enumerate(np.array_split(order, folds)):
+        test = np.sort(test)
+        fold[test] = k
+        model = copy.deepcopy(pretrained)
+        overrides = reference[np.setdiff1d(np.arange(n), test)] if fine_tune_on_reference else None
+        fine_tune(
+            model, cfg, exclude_ids=list(ids[test]), progress=progress, label_overrides=overrides
+        )
+        seen = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test])
+        if seen:
+            raise RuntimeError(f"fold {k}: held-out stars reached fine-tuning: {sorted(seen)}")
+        held = spectra[np.array([found.index(i) for i in ids[test]])]
+        table, posterior = derive_labels(
+            held.to_spectrum(), model=model, calibrate=False, return_posterior=True
+        )
+        posteriors.append(posterior)
+        tables.append(table)
+        rows.append(test)
+    order_back = np.argsort(np.concatenate(rows))
+    posterior = LabelPosterior.concatenate(posteriors)[order_back]
+    table = vstack(tables, metadata_conflicts="silent")[order_back]
+    return posterior, fold, table
+
+
+def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
+    """Fit the ``[calibration]`` correction on out-of-fold predictions and attach it to ``model``.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        The fine-tuned model; ``model.calibration`` is set.
+    pretrained : same type
+        The model before fine-tuning, the start of every fold's fine-tuning.
+    cfg : dict
+        The configuration.
+    exclude_ids : sequence of str, optional
+        Stars kept out of fine-tuning (and therefore of calibration).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    calibration : `~stellarml.calibration.LabelCalibration`
+    """
+    c = cfg["calibration"]
+    reference = load_reference(cfg, model.label_names)
+    if exclude_ids:
+        keep = ~np.isin(np.asarray(reference["id"]).astype(str), [str(i) for i in exclude_ids])
+        reference = reference[keep]
+    posterior, fold, _ = cross_fitted_posteriors(
+        pretrained,
+        cfg,
+        reference,
+        folds=int(c.get("folds", 5)),
+        seed=int(c.get("seed", 0)),
+        fine_tune_on_reference=bool(c.get("fine_tune_on_reference", False)),
+        progress=progress,
+    )
+    calibration = build_calibration(cfg, model.label_names)
+    calibration.fit(
+        posterior, reference, ids=np.asarray(reference["id"]), name=c.get("name", c["reference"])
+    )
+    calibration.provenance_["cross_fitting"] = {
+        "folds": int(c.get("folds", 5)),
+        "seed": int(c.get("seed", 0)),
+        "fine_tune_on_reference": bool(c.get("fine_tune_on_reference", False)),
+        "fold_of_star": dict(
+            zip(np.asarray(reference["id"]).astype(str).tolist(), fold.tolist(), strict=True)
+        ),
+    }
+    model.calibration = calibration
+    return calibration

@@ -169,3 +169,82 @@ def test_config_must_name_a_known_method():
         load_config(cfg)
     with pytest.raises(ValueError, match=r"lacks the \[model\] table"):
         load_config({"preparation": {}})
+
+
+def test_train_tiny_with_cross_fitted_calibration(tiny_config, tmp_path, data_dir):
+    from astropy.table import Table
+
+    from stellarml import derive_labels
+
+    # reference labels for six of the eight fine-tuning stars: MILES + 150 K, + 0.2 dex
+    miles = Table.read(data_dir / "miles" / "miles_train_labels.csv", converters={"miles_id": str})
+    rows = [
+        list(miles["miles_id"]).index(i) for i in ("0001", "0003", "0004", "0005", "0006", "0008")
+    ]
+    reference = Table(
+        {
+            "miles_id": [str(miles["miles_id"][r]) for r in rows],
+            "teff": [float(miles["teff"][r]) + 150.0 for r in rows],
+            "e_teff": [30.0] * len(rows),
+            "fe_h": [float(miles["fe_h"][r]) + 0.2 for r in rows],
+        }
+    )
+    ref_path = tmp_path / "reference.csv"
+    reference.write(ref_path, format="ascii.csv")
+    text = (
+        tiny_config.read_text()
+        + f"""
+[calibration]
+reference = "{ref_path}"
+name = "toy reference"
+folds = 3
+seed = 1
+fine_tune_on_reference = true
+width = false
+[calibration.trend]
+teff = []
+fe_h = []
+"""
+    )
+    tiny_config.write_text(text)
+    out = tmp_path / "calibrated.asdf"
+    model = train_from_config(tiny_config, output=out, progress=False)
+    back = read_model(out)
+    cal = back.calibration
+    assert cal is not None and cal.provenance_["reference"] == "toy reference"
+    assert cal.provenance_["n"] == 6
+    folds = cal.provenance_["cross_fitting"]["fold_of_star"]
+    assert sorted(folds) == ["0001", "0003", "0004", "0005", "0006", "0008"]
+    assert sorted(set(folds.values())) == [0, 1, 2]
+    # the final fine-tuning used the reference labels where it had them
+    overrides = back.provenance_["fine_tune"][-1]
+    assert back.provenance_["fine_tune_library"]["label_overrides"]["teff"] == sorted(folds)
+    assert overrides["n_train"] == 8
+    spectra = build_finetune_library(load_config(tiny_config)).to_spectrum()
+    raw = derive_labels(spectra, model=back, calibrate=False)
+    calibrated = derive_labels(spectra, model=back)
+    shift = calibrated["teff"].value - raw["teff"].value
+    np.testing.assert_allclose(shift, cal.coefficients_["teff"][0], rtol=1e-9)
+    assert calibrated.meta["calibration_n"] == 6
+    assert model.calibration.describe() == cal.describe()
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"reference": "x.csv", "fold": 3}, r"unknown \[calibration\] settings \['fold'\]"),
+        ({"folds": 3}, r"\[calibration\] lacks reference"),
+        ({"reference": "x.csv", "folds": 1}, "folds must be an integer >= 2"),
+        ({"reference": "x.csv", "trend": {"teff": ["colour"]}}, "unknown label 'colour'"),
+    ],
+)
+def test_bad_calibration_tables(table, match):
+    cfg = {
+        "model": {"method": "remap", "name": "x"},
+        "preparation": {"wavelength_min": 1, "wavelength_max": 2, "dloglam": 1e-3},
+        "pretrain": {},
+        "fine_tune": {"library": "miles"},
+        "calibration": table,
+    }
+    with pytest.raises((ValueError, KeyError), match=match):
+        load_config(cfg)
