@@ -219,6 +219,26 @@ def _design(x, centers, degree):
     return np.stack(cols, axis=1) if cols else np.zeros((x.shape[0], 0))
 
 
+def _correction(posterior, centers, ranges, degree, theta, covariance, *, offset):
+    """``(delta, sigma)`` of a polynomial correction for each row of ``posterior``.
+
+    The predictors (keys of ``centers``) are the rows' medians, clamped to the
+    fitted ``ranges``; ``sigma = sqrt(phi^T C phi)`` propagates the
+    coefficients' covariance.
+    """
+    n = len(posterior)
+    names = list(centers)
+    x = np.zeros((n, 0))
+    if names:
+        x = np.stack([np.clip(posterior.median(p), *ranges[p]) for p in names], axis=1)
+    design = _design(x, np.array([centers[p] for p in names]), degree)
+    if offset:
+        design = np.column_stack([np.ones(n), design])
+    delta = design @ theta
+    var = np.einsum("ij,jk,ik->i", design, covariance, design)
+    return np.nan_to_num(delta), np.sqrt(np.maximum(np.nan_to_num(var), 0.0))
+
+
 def _wls_with_scatter(design, r, sigma_ref):
     """Weighted least squares with an intrinsic scatter tau fitted by maximum likelihood.
 
@@ -403,26 +423,18 @@ class TrendCalibration(LabelCalibration):
         shifts : dict of str to tuple of `numpy.ndarray`
             ``{label: (delta, sigma)}``, ``(n,)`` each in label units.
         """
-        medians = {name: posterior.median(name) for name in posterior.label_names}
-        out = {}
-        for label, theta in self.coefficients_.items():
-            predictors = list(self.centers_[label])
-            n = len(posterior)
-            if predictors:
-                x = np.stack(
-                    [np.clip(medians[p], *self.ranges_[label][p]) for p in predictors], axis=1
-                )
-            else:
-                x = np.zeros((n, 0))
-            centers = np.array([self.centers_[label][p] for p in predictors])
-            design = np.column_stack([np.ones(n), _design(x, centers, int(self.degree))])
-            delta = design @ theta
-            var = np.einsum("ij,jk,ik->i", design, self.covariance_[label], design)
-            out[label] = (
-                np.nan_to_num(delta),
-                np.sqrt(np.maximum(np.nan_to_num(var), 0.0)),
+        return {
+            label: _correction(
+                posterior,
+                self.centers_[label],
+                self.ranges_[label],
+                int(self.degree),
+                theta,
+                self.covariance_[label],
+                offset=True,
             )
-        return out
+            for label, theta in self.coefficients_.items()
+        }
 
     def _apply(self, posterior):
         for label, (delta, sigma) in self.shifts(posterior).items():
@@ -677,14 +689,16 @@ class GroupCalibration(LabelCalibration):
 
     def shifts(self, posterior):
         """``{label: (delta, sigma)}`` for each row of ``posterior`` (see `TrendCalibration`)."""
-        terms = list(self.centers_)
-        x = np.stack([np.clip(posterior.median(t), *self.ranges_[t]) for t in terms], axis=1)
-        centers = np.array([self.centers_[t] for t in terms])
-        design = _design(x, centers, int(self.degree))
-        delta = design @ self.coefficients_
-        var = np.einsum("ij,jk,ik->i", design, self.covariance_, design)
         return {
-            str(self.label): (np.nan_to_num(delta), np.sqrt(np.maximum(np.nan_to_num(var), 0.0)))
+            str(self.label): _correction(
+                posterior,
+                self.centers_,
+                self.ranges_,
+                int(self.degree),
+                self.coefficients_,
+                self.covariance_,
+                offset=False,
+            )
         }
 
     def _apply(self, posterior):

@@ -261,7 +261,9 @@ class LabelPosterior(abc.ABC):
 
     def _copy(self):
         out = copy.copy(self)
-        out._cache = {}
+        # summaries change with a transform; the other cached entries (a binned
+        # form's bin-unit positions) depend only on the stored PDFs, which copies share
+        out._cache = {k: v for k, v in self._cache.items() if k != "summaries"}
         return out
 
     # ------------------------------------------------------------------ rows

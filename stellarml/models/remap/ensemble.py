@@ -45,12 +45,15 @@ class RemapEnsemble(RemapPredictor):
     members : list of `~stellarml.models.RemapModel`
     provenance_ : dict
         ``ensemble`` (number of members and their seeds) plus the first
-        member's training records; `stellarml.derive_labels` reads it.
+        member's training records (what ``table_meta`` reports).
     metrics_ : dict
         ``{"members": [...]}``, each member's validation metrics.
     domain_threshold_ : float
         1.0: an ensemble's domain distance is the largest member distance in
         units of that member's own threshold.
+    calibration : `~stellarml.calibration.LabelCalibration` or None
+        The correction of the ensemble's (combined) posteriors; the members
+        carry none.
 
     Notes
     -----

@@ -84,6 +84,16 @@ class RemapModel(RemapPredictor):
     domain_threshold_ : float
         The ``domain_quantile`` quantile of the nearest-neighbour distances of
         held-out training spectra to `domain_reference_` (embedding units).
+    calibration : `~stellarml.calibration.LabelCalibration` or None
+        The correction `stellarml.derive_labels` applies to this model's
+        posteriors (set after training, e.g. by a ``[calibration]`` table;
+        None: raw outputs).
+
+    Notes
+    -----
+    A `~stellarml.models.LabelModel`: `stellarml.derive_labels` calls
+    `predict_posterior`, which returns a `~stellarml.posterior.BinnedPosterior`
+    with REMAP's own flags and its ``domain_distance`` diagnostic.
     """
 
     def __init__(
