@@ -1,14 +1,18 @@
 """k-fold cross-validated accuracy on the MILES *training* stars, before and after fine-tuning.
 
     python benchmarks/kfold_miles.py [--pretrained PATH] [--member K] [--config TOML]
-                                     [--folds 5] [--seed 42]
+                                     [--folds 5] [--seed 42] [--reference-weight W]
 
 The pre-trained model (synthetic library only, written by
 ``scripts/build_default_model.py``; one network or a deep ensemble) is copied
 for each fold, evaluated on the held-out fold ("before"), fine-tuned on the
 other folds exactly as the default model is (the ``[fine_tune]`` table of
 ``--config``, by default the default model's
-``scripts/remap-optical-r2000.toml``) and evaluated again ("after").
+``scripts/remap-optical-r2000.toml``; with its ``[calibration]``
+``fine_tune_on_reference``, the training folds' Gaia benchmark stars carry
+their GBS labels, each counted ``reference_weight`` times;
+``--reference-weight 0`` fine-tunes on the MILES labels alone) and evaluated
+again ("after"), against the MILES labels, uncalibrated.
 Predictions go through the public path,
 ``derive_labels(library.to_spectrum(), model)``. Only the stars of
 ``miles_train_labels.csv`` are used; the other MILES stars are never read.
@@ -29,6 +33,7 @@ from stellarml import derive_labels
 from stellarml.flags import FATAL
 from stellarml.io.asdf import read_model
 from stellarml.recipes import load_config
+from stellarml.recipes.calibration import load_reference
 from stellarml.recipes.remap import build_finetune_library, fine_tune, in_bins
 
 from _common import GROUPS, OUT, ROOT, report, robust_stats
@@ -86,6 +91,14 @@ def main(argv=None):
         help="fine-tuning noise augmentation: 'LO HI' (S/N per pixel) or 'none' "
         "(default: the model's training['augment'], S/N 10-300)",
     )
+    p.add_argument(
+        "--reference-weight",
+        type=int,
+        default=None,
+        help="fine-tune on the [calibration] reference labels (GBS) where they exist, each "
+        "star counted this many times, as the default model is (default: the configuration's "
+        "fine_tune_on_reference / reference_weight)",
+    )
     p.add_argument("--tag", default="", help="suffix of the output file name")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -112,6 +125,12 @@ def main(argv=None):
         snr = args.augment_snr
         augment["snr"] = None if snr == ["none"] else tuple(float(v) for v in snr)
     names = pretrained.label_names
+    full = load_config(args.config)
+    c = full.get("calibration") or {}
+    weight = args.reference_weight
+    if weight is None:
+        weight = int(c.get("reference_weight", 1)) if c.get("fine_tune_on_reference") else 0
+    overrides = load_reference(full, names) if weight > 0 else None
     miles = build_finetune_library(cfg)
     miles = miles[in_bins(pretrained, miles)]
     ref = miles.label_array(names)
@@ -133,7 +152,15 @@ def main(argv=None):
             for member in getattr(model, "members", [model]):
                 member.training = {**(member.training or {}), "augment": augment}
         before = predict(model, test)
-        fine_tune(model, cfg, ids=None, exclude_ids=list(ids[test_idx]), progress=False)
+        fine_tune(
+            model,
+            cfg,
+            ids=None,
+            exclude_ids=list(ids[test_idx]),
+            progress=False,
+            label_overrides=overrides,
+            override_weight=max(weight, 1),
+        )
         held = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test_idx])
         assert not held, f"fold {k}: test stars used in fine-tuning: {sorted(held)[:5]}"
         scored = {"before": before, "after": predict(model, test)}
@@ -187,6 +214,7 @@ def main(argv=None):
             "config": str(args.config),
             "fine_tune": {k: v for k, v in cfg["fine_tune"].items() if k != "directory"},
             "augment": augment,
+            "reference_weight": weight,
             "n_stars": n,
             "results": results,
             "per_star": {

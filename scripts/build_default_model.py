@@ -3,14 +3,16 @@
     python scripts/build_default_model.py [--config scripts/remap-optical-r2000.toml]
 
 Writes ``stellarml/data/remap-optical-r2000.asdf`` (pre-trained on the Doppler
-synthetic library, fine-tuned on the MILES training stars; the ASDF records
-the ids used) and ``stellarml/data/examples-optical.asdf`` (synthetic spectra
+synthetic library, fine-tuned on the MILES training stars, calibrated to the
+Gaia FGK benchmark stars on out-of-fold predictions; the ASDF records the ids
+used) and ``stellarml/data/examples-optical.asdf`` (synthetic spectra
 at known labels, degraded to an R = 2000 instrument on a BOSS-like vacuum
 log-lambda grid, with noise — the input of ``stellarml demo``). Needs the
 reference data (``STELLARML_DATA_DIR``, default ``../shared/data``).
 """
 
 import argparse
+import copy
 import platform
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ from stellarml.io.asdf import read_model, write_model
 from stellarml.libraries import PolynomialEmulatorLibrary
 from stellarml.models import RemapEnsemble
 from stellarml.recipes import load_config, train_from_config
-from stellarml.recipes.remap import fine_tune, member_config
+from stellarml.recipes.remap import fine_tune_and_calibrate, member_config
 from stellarml.spectra import log_lambda_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +90,8 @@ def join_pretrained(cfg, paths):
     """The pre-trained model(s) at ``paths``, checked against ``cfg``: one model or an ensemble."""
     models = [read_model(p) for p in paths]
     wanted = int(cfg["model"].get("ensemble", 1))
+    if len(models) == 1 and len(getattr(models[0], "members", [models[0]])) == wanted:
+        return models[0]  # one file: the model or the whole ensemble, as --pretrained writes it
     if len(models) != wanted:
         raise SystemExit(f"[model] ensemble = {wanted} but {len(models)} pre-trained files given")
     if len(models) == 1:
@@ -133,7 +137,8 @@ def main(argv=None):
         if len(args.from_pretrained) > 1:  # the joined ensemble, as a full build writes it
             Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)
             write_model(model, args.pretrained)
-        fine_tune(model, cfg, progress=not args.quiet)
+        pretrained = copy.deepcopy(model) if cfg.get("calibration") else None
+        fine_tune_and_calibrate(model, cfg, pretrained=pretrained, progress=not args.quiet)
         model.provenance_["config"] = cfg
     else:
         Path(args.pretrained).parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ table names them and the correction::
     folds = 11                               # cross-fitting folds over the reference stars
     seed = 42
     fine_tune_on_reference = false           # fine-tune on the reference labels where known
+    reference_weight = 1                     # ... each such star counted this many times
     degree = 1
     width = true                             # also scale interval widths to 68 % coverage
     [calibration.trend]                      # label = [predictor labels]; [] = offset only
@@ -39,6 +40,7 @@ _KNOWN = {
     "folds",
     "seed",
     "fine_tune_on_reference",
+    "reference_weight",
     "degree",
     "width",
     "trend",
@@ -58,6 +60,9 @@ def check_calibration_config(cfg):
     folds = c.get("folds", 5)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"[calibration] folds must be an integer >= 2, got {folds!r}")
+    weight = c.get("reference_weight", 1)
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise ValueError(f"[calibration] reference_weight must be an integer >= 1, got {weight!r}")
     for label, predictors in dict(c.get("trend", {})).items():
         for name in (label, *predictors):
             get_label(name)

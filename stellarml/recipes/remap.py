@@ -55,6 +55,7 @@ __all__ = [
     "check_config",
     "cross_fitted_posteriors",
     "fine_tune",
+    "fine_tune_and_calibrate",
     "in_bins",
     "member_config",
     "train",
@@ -268,7 +269,14 @@ def fine_tune_and_calibrate(model, cfg, *, pretrained=None, exclude_ids=None, pr
     overrides = None
     if c and c.get("fine_tune_on_reference", False):
         overrides = load_reference(cfg, model.label_names)
-    fine_tune(model, cfg, exclude_ids=exclude_ids, progress=progress, label_overrides=overrides)
+    fine_tune(
+        model,
+        cfg,
+        exclude_ids=exclude_ids,
+        progress=progress,
+        label_overrides=overrides,
+        override_weight=int(c.get("reference_weight", 1)) if c else 1,
+    )
     if c:
         if pretrained is None:
             raise ValueError("calibration needs the pre-trained model to cross-fit from")
@@ -276,7 +284,16 @@ def fine_tune_and_calibrate(model, cfg, *, pretrained=None, exclude_ids=None, pr
     return model
 
 
-def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True, label_overrides=None):
+def fine_tune(
+    model,
+    cfg,
+    *,
+    ids=None,
+    exclude_ids=None,
+    progress=True,
+    label_overrides=None,
+    override_weight=1,
+):
     """Fine-tune ``model`` on the ``[fine_tune]`` library; records the MILES ids used.
 
     Parameters
@@ -293,6 +310,9 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True, label_ov
         ``id`` and label columns (NaN = keep the library's value): these
         labels replace the library's for those stars (e.g. benchmark-star
         labels); recorded as ``label_overrides`` in the provenance.
+    override_weight : int
+        Each star whose labels were replaced appears this many times in the
+        fine-tuning set (its loss weighs that much more).
 
     Returns
     -------
@@ -304,6 +324,14 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True, label_ov
     inside = in_bins(model, observed)
     outside = [str(i) for i in np.asarray(observed.labels["id"])[~inside]]
     observed = observed[inside]
+    unique_ids = [str(i) for i in np.asarray(observed.labels["id"])]
+    weight = int(override_weight)
+    if weight < 1:
+        raise ValueError(f"override_weight must be a positive integer, got {override_weight!r}")
+    if weight > 1 and replaced:
+        done = sorted({i for ids_ in replaced.values() for i in ids_})
+        extra = np.flatnonzero(np.isin(unique_ids, done))
+        observed = observed[np.concatenate([np.arange(len(observed)), np.tile(extra, weight - 1)])]
     model.fine_tune(
         observed,
         freeze=f.get("freeze"),
@@ -316,12 +344,13 @@ def fine_tune(model, cfg, *, ids=None, exclude_ids=None, progress=True, label_ov
     )
     record = {
         "name": "MILES (training list)",
-        "ids": [str(i) for i in np.asarray(observed.labels["id"])],
+        "ids": unique_ids,
         "outside_bins_ids": outside,
         "dropped": observed.meta.get("dropped", []),
     }
     if label_overrides is not None:
         record["label_overrides"] = replaced
+        record["override_weight"] = weight
     for target in (model, *getattr(model, "members", ())):
         target.provenance_["fine_tune_library"] = copy.deepcopy(record)
     return model
@@ -352,7 +381,15 @@ def _override_labels(library, overrides, labels):
 
 
 def cross_fitted_posteriors(
-    pretrained, cfg, reference, *, folds, seed, fine_tune_on_reference=False, progress=False
+    pretrained,
+    cfg,
+    reference,
+    *,
+    folds,
+    seed,
+    fine_tune_on_reference=False,
+    reference_weight=1,
+    progress=False,
 ):
     """Out-of-fold posteriors of the reference stars, by k-fold fine-tuning.
 
@@ -379,6 +416,8 @@ def cross_fitted_posteriors(
     fine_tune_on_reference : bool
         Fine-tune on the reference labels of the training folds' reference
         stars instead of the library's.
+    reference_weight : int
+        With ``fine_tune_on_reference``, how many times each such star counts.
     progress : bool
         Progress bars.
 
@@ -420,7 +459,12 @@ def cross_fitted_posteriors(
         model = copy.deepcopy(pretrained)
         overrides = reference[np.setdiff1d(np.arange(n), test)] if fine_tune_on_reference else None
         fine_tune(
-            model, cfg, exclude_ids=list(ids[test]), progress=progress, label_overrides=overrides
+            model,
+            cfg,
+            exclude_ids=list(ids[test]),
+            progress=progress,
+            label_overrides=overrides,
+            override_weight=reference_weight,
         )
         seen = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test])
         if seen:
@@ -470,6 +514,7 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
         folds=int(c.get("folds", 5)),
         seed=int(c.get("seed", 0)),
         fine_tune_on_reference=bool(c.get("fine_tune_on_reference", False)),
+        reference_weight=int(c.get("reference_weight", 1)),
         progress=progress,
     )
     calibration = build_calibration(cfg, model.label_names)
@@ -480,6 +525,7 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
         "folds": int(c.get("folds", 5)),
         "seed": int(c.get("seed", 0)),
         "fine_tune_on_reference": bool(c.get("fine_tune_on_reference", False)),
+        "reference_weight": int(c.get("reference_weight", 1)),
         "fold_of_star": dict(
             zip(np.asarray(reference["id"]).astype(str).tolist(), fold.tolist(), strict=True)
         ),
