@@ -1,12 +1,12 @@
 """The shipped default model: its uncalibrated predictions never change, its calibration is applied.
 
 ``tests/data/remap_default_uncalibrated.npz`` holds the labels, percentiles,
-modes and flags that the default model gave, before the model contract and its
-calibration existed (stellarml commit 1fd7a79), for the project's example
-spectra, the 25 LAMOST spectra and the BOSS spectrum in ``../shared/data``.
-With ``calibrate=False`` today's stellarml must give the same numbers (on the
-development machine they are bit-identical; the tolerance allows for float32
-rounding on other CPUs).
+modes, S/N and flags that the shipped model gives without its calibration for
+the project's example spectra, the 25 LAMOST spectra and the BOSS spectrum in
+``../shared/data``, written when the model was built (the file changes only
+with the model). When the model contract was introduced, the same check on
+the model shipped then was bit-identical before and after the change. The
+tolerance allows for float32 rounding on other CPUs.
 """
 
 import glob
