@@ -29,7 +29,9 @@ def expected():
         ("toy_remap_ensemble.asdf", "ensemble", b"remap_ensemble-1.0.0"),
     ],
 )
-def test_legacy_file_reads_and_predicts_as_before(filename, key, tag, expected):
+def test_legacy_file_reads_and_predicts_as_before(
+    filename, key, tag, expected, assert_float32_equal
+):
     path = LEGACY / filename
     assert tag in path.read_bytes()
     model = read_model(path)
@@ -37,12 +39,14 @@ def test_legacy_file_reads_and_predicts_as_before(filename, key, tag, expected):
     assert model.calibration is None
     result = model.predict_prepared(expected["flux"], expected["ivar"], device="cpu")
     for name in model.label_names:
+        scale = max(5.0, np.abs(expected[f"{key}/{name}/median"]).max())
         for stat in ("median", "mode", "mean", "p16", "p84", "err_lo", "err_hi"):
-            np.testing.assert_array_equal(
-                result["summary"][name][stat], expected[f"{key}/{name}/{stat}"], err_msg=stat
-            )
-        np.testing.assert_array_equal(result["pdf"][name], expected[f"{key}/{name}/pdf"])
-    np.testing.assert_array_equal(result["domain_distance"], expected[f"{key}/domain_distance"])
+            got, want = result["summary"][name][stat], expected[f"{key}/{name}/{stat}"]
+            assert_float32_equal(got, want, scale, err_msg=f"{name} {stat}")
+        assert_float32_equal(result["pdf"][name], expected[f"{key}/{name}/pdf"], 1.0)
+    # the distance is a small difference of embeddings (~1e-3 here): it keeps ~4 digits
+    dist = expected[f"{key}/domain_distance"]
+    np.testing.assert_allclose(result["domain_distance"], dist, rtol=1e-4)
 
 
 def test_legacy_ensemble_written_again_takes_todays_tags(expected, tmp_path):
