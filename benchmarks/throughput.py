@@ -1,11 +1,13 @@
 """Throughput of ``derive_labels`` (spectra per second), end to end and per stage.
 
     python benchmarks/throughput.py [--n 4096] [--threads 2] [--device cpu] [--repeat 3]
+                                    [--no-calibration]
 
 Input: ``n`` copies of the project's example spectra (BOSS-like vacuum grid,
 3070 pixels, R = 2000, InverseVariance) as one 2-D `Spectrum`, run through
 the shipped default model. Reports the best of ``repeat`` timings of the whole
-call and of its two stages (preparation; network + table).
+call and of its two stages (preparation; network + table), with the model's
+calibration applied unless ``--no-calibration``.
 """
 
 import argparse
@@ -33,6 +35,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--model", default=None)
+    p.add_argument("--no-calibration", action="store_true", help="time the raw outputs")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = read_model(args.model) if args.model else read_model()
@@ -46,6 +49,7 @@ def main(argv=None):
         uncertainty=InverseVariance(ivar),
         meta=dict(spectra.meta),
     )
+    calibrate = not args.no_calibration
     derive_labels(big[:64], model=model, device=args.device)  # warm-up
 
     def best(fn):
@@ -59,13 +63,15 @@ def main(argv=None):
         return min(times), out
 
     t_total, table = best(
-        lambda: derive_labels(big, model=model, device=args.device, batch_size=args.batch_size)
+        lambda: derive_labels(
+            big, model=model, device=args.device, batch_size=args.batch_size, calibrate=calibrate
+        )
     )
     t_prep, batch = best(lambda: prepare(big, model.preparation))
     t_net, _ = best(
-        lambda: _compute_label_table(model, batch, device=args.device, batch_size=args.batch_size)[
-            0
-        ]
+        lambda: _compute_label_table(
+            model, batch, device=args.device, batch_size=args.batch_size, calibrate=calibrate
+        )
     )
     assert len(table) == args.n
     res = {
@@ -75,6 +81,7 @@ def main(argv=None):
         "n_pixels_in": int(flux.shape[1]),
         "device": args.device,
         "batch_size": args.batch_size,
+        "calibrated": calibrate and getattr(model, "calibration", None) is not None,
         "environment": environment(),
         "total_s": t_total,
         "spectra_per_s": args.n / t_total,

@@ -30,7 +30,6 @@ __all__ = [
     "CenterEmbeddingLoss",
     "EmbeddingLoss",
     "InputEncoding",
-    "LabelBins",
     "LabelModel",
     "LabelModelBase",
     "PairwiseEmbeddingLoss",
@@ -40,7 +39,6 @@ __all__ = [
     "ResidualBlockV1",
     "ResidualBlockV2",
     "Stem",
-    "der_snr_ivar",
     "gaussian_bin_targets",
     "make_activation",
     "make_embedding_loss",
@@ -82,8 +80,6 @@ _LAZY = {
         "stellarml.models.losses",
     ),
     "nearest_distance": "stellarml.models.domain",
-    "LabelBins": "stellarml.posterior",
-    "der_snr_ivar": "stellarml.spectra.noise",
 }
 
 

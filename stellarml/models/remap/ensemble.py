@@ -120,7 +120,7 @@ class RemapEnsemble(RemapPredictor):
         return 1.0 if any(has) else None
 
     def label_bins(self):
-        """Bins of every label: dict of name to `~stellarml.models.LabelBins`."""
+        """Bins of every label: dict of name to `~stellarml.posterior.LabelBins`."""
         return self.members[0].label_bins()
 
     def bin_centers(self, label):

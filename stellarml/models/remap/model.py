@@ -136,7 +136,7 @@ class RemapModel(RemapPredictor):
         return tuple(get_label(n) for n in self.label_names)
 
     def label_bins(self):
-        """Bins of every label: dict of name to `LabelBins`."""
+        """Bins of every label: dict of name to `~stellarml.posterior.LabelBins`."""
         given = dict(self.bins or {})
         unknown = sorted(set(given) - set(self.label_names))
         if unknown:
