@@ -1,13 +1,14 @@
 """Throughput of ``derive_labels`` (spectra per second), end to end and per stage.
 
     python benchmarks/throughput.py [--n 4096] [--threads 2] [--device cpu] [--repeat 3]
-                                    [--no-calibration]
+                                    [--no-calibration] [--precision fp32|bf16|fp16]
 
 Input: ``n`` copies of the project's example spectra (BOSS-like vacuum grid,
 3070 pixels, R = 2000, InverseVariance) as one 2-D `Spectrum`, run through
 the shipped default model. Reports the best of ``repeat`` timings of the whole
 call and of its two stages (preparation; network + table), with the model's
-calibration applied unless ``--no-calibration``.
+calibration applied unless ``--no-calibration``, in the inference precision
+``--precision`` (default fp32; bf16 on CPU or CUDA, fp16 on CUDA only).
 """
 
 import argparse
@@ -36,6 +37,7 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--model", default=None)
     p.add_argument("--no-calibration", action="store_true", help="time the raw outputs")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = read_model(args.model) if args.model else read_model()
@@ -50,7 +52,8 @@ def main(argv=None):
         meta=dict(spectra.meta),
     )
     calibrate = not args.no_calibration
-    derive_labels(big[:64], model=model, device=args.device)  # warm-up
+    prec = {"precision": args.precision}
+    derive_labels(big[:64], model=model, device=args.device, **prec)  # warm-up
 
     def best(fn):
         times = []
@@ -64,13 +67,23 @@ def main(argv=None):
 
     t_total, table = best(
         lambda: derive_labels(
-            big, model=model, device=args.device, batch_size=args.batch_size, calibrate=calibrate
+            big,
+            model=model,
+            device=args.device,
+            batch_size=args.batch_size,
+            calibrate=calibrate,
+            **prec,
         )
     )
     t_prep, batch = best(lambda: prepare(big, model.preparation))
     t_net, _ = best(
         lambda: _compute_label_table(
-            model, batch, device=args.device, batch_size=args.batch_size, calibrate=calibrate
+            model,
+            batch,
+            device=args.device,
+            batch_size=args.batch_size,
+            calibrate=calibrate,
+            **prec,
         )
     )
     assert len(table) == args.n
@@ -81,6 +94,7 @@ def main(argv=None):
         "n_pixels_in": int(flux.shape[1]),
         "device": args.device,
         "batch_size": args.batch_size,
+        "precision": args.precision,
         "calibrated": calibrate and getattr(model, "calibration", None) is not None,
         "environment": environment(),
         "total_s": t_total,
@@ -90,12 +104,13 @@ def main(argv=None):
     }
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name(0)
-    path = save(f"throughput_{args.device.replace(':', '')}.json", res)
+    suffix = "" if args.precision == "fp32" else f"_{args.precision}"
+    path = save(f"throughput_{args.device.replace(':', '')}{suffix}.json", res)
     print(
         f"derive_labels: {res['spectra_per_s']:.0f} spectra/s end to end "
         f"(prepare {res['prepare_spectra_per_s']:.0f}/s, network+table "
         f"{res['network_and_table_spectra_per_s']:.0f}/s) on {args.device}, "
-        f"{args.threads} threads; wrote {path}"
+        f"{args.threads} threads, {args.precision}; wrote {path}"
     )
 
 

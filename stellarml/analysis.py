@@ -9,9 +9,11 @@ its calibration corrects it, and `stellarml.catalog.build_label_table` turns it
 into an `~astropy.table.QTable`. Nothing here knows which method a model implements.
 """
 
+import inspect
+
 import numpy as np
 
-from .models.base import LabelModel
+from .models.base import LabelModel, check_precision
 
 __all__ = ["DEFAULT_MODEL", "derive_labels", "read_model", "write_model"]
 
@@ -85,6 +87,7 @@ def derive_labels(
     fwhm=None,
     calibrate=True,
     return_posterior=False,
+    precision="fp32",
 ):
     """Derive stellar labels for one or many spectra.
 
@@ -121,6 +124,14 @@ def derive_labels(
     return_posterior : bool, optional
         Also return the `~stellarml.posterior.LabelPosterior` behind the
         table (calibrated like it), one row per table row.
+    precision : {"fp32", "bf16", "fp16"}, optional
+        Arithmetic of the model's forward pass. ``"fp32"`` (default): float32,
+        what every model does. ``"bf16"`` (CPU or CUDA) and ``"fp16"`` (CUDA
+        only): mixed precision (`torch.autocast`) for models that support it,
+        such as the REMAP models; it is passed to the model's
+        ``predict_posterior`` only when it is not ``"fp32"``. The posteriors
+        and all summaries stay float32; labels move by a small fraction of
+        their uncertainties (see ``benchmarks/precision.py``).
 
     Returns
     -------
@@ -138,6 +149,13 @@ def derive_labels(
     posterior : `~stellarml.posterior.LabelPosterior`
         Only with ``return_posterior=True``.
 
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not one of ``"fp32"``, ``"bf16"``, ``"fp16"``, if
+        the model does not support it, or if the device does not (``"fp16"``
+        on the CPU).
+
     Examples
     --------
     >>> from stellarml import derive_labels, read_model
@@ -152,23 +170,53 @@ def derive_labels(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_model_precision(model, precision)
     from .spectra import prepare
 
     batch = prepare(spectra, model.preparation, rv=rv, resolution=resolution, fwhm=fwhm)
     table, posterior = _compute_label_table(
-        model, batch, device=device, batch_size=batch_size, calibrate=calibrate
+        model,
+        batch,
+        device=device,
+        batch_size=batch_size,
+        calibrate=calibrate,
+        precision=precision,
     )
     return (table, posterior) if return_posterior else table
 
 
-def _compute_label_table(model, batch, *, device, batch_size, calibrate=True):
+def _check_model_precision(model, precision):
+    """Raise a `ValueError` unless ``model`` can predict in ``precision``."""
+    check_precision(precision)
+    if precision == "fp32":
+        return
+    supported = getattr(model, "supported_precisions", None)
+    if supported is None:
+        try:
+            params = inspect.signature(model.predict_posterior).parameters
+        except (TypeError, ValueError):  # no introspectable signature: let the call decide
+            return
+        takes = "precision" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        supported = ("fp32", precision) if takes else ("fp32",)
+    if precision not in supported:
+        raise ValueError(
+            f"{type(model).__name__} does not support precision={precision!r} (it supports "
+            f"{', '.join(repr(p) for p in supported)}); use precision='fp32'"
+        )
+
+
+def _compute_label_table(model, batch, *, device, batch_size, calibrate=True, precision="fp32"):
     """Run ``model`` on a `~stellarml.spectra.PreparedBatch`; return (table, posterior)."""
     from .catalog import build_label_table
     from .flags import FATAL
     from .spectra import estimate_missing_noise
 
+    _check_model_precision(model, precision)
     batch = estimate_missing_noise(batch)
-    posterior = model.predict_posterior(batch, device=device, batch_size=batch_size)
+    extra = {} if precision == "fp32" else {"precision": precision}
+    posterior = model.predict_posterior(batch, device=device, batch_size=batch_size, **extra)
     if len(posterior) != len(batch):
         raise RuntimeError(
             f"{type(model).__name__}.predict_posterior returned {len(posterior)} rows "

@@ -18,7 +18,20 @@ import numpy as np
 from .._utils import stellarml_version
 from ..flags import FATAL
 
-__all__ = ["LabelModel", "LabelModelBase"]
+__all__ = ["PRECISIONS", "LabelModel", "LabelModelBase", "check_precision"]
+
+#: Inference precisions a model may support: ``"fp32"`` (float32, what every
+#: model does), ``"bf16"`` and ``"fp16"`` (mixed precision: the network's
+#: matrix products in bfloat16 or float16, the posteriors in float32).
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(precision):
+    """Return ``precision`` if it is one of `PRECISIONS`, else raise a `ValueError`."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        choices = ", ".join(repr(p) for p in PRECISIONS)
+        raise ValueError(f"precision must be one of {choices}, got {precision!r}")
+    return precision
 
 
 @runtime_checkable
@@ -52,6 +65,10 @@ class LabelModel(Protocol):
         (`~stellarml.spectra.estimate_missing_noise`). Quality flags that only
         this model can compute (e.g. out of its training domain) are set in
         the posterior's ``flags``, its per-row diagnostics in ``diagnostics``.
+        Optional: a model that can run in reduced precision also accepts a
+        keyword ``precision`` (one of `PRECISIONS` other than ``"fp32"``);
+        `stellarml.derive_labels` passes it only when one is asked for, so a
+        model without it works at the default float32.
     describe()
         A JSON-friendly summary for ``stellarml info``.
     table_meta()
@@ -82,7 +99,9 @@ class LabelModelBase(abc.ABC):
     A subclass provides ``name``, ``method``, ``label_specs`` and
     ``preparation`` and implements ``_posterior(batch, device, batch_size)``
     for batches without fatal rows; it may extend ``_describe_method()`` and
-    ``_table_meta_method()``.
+    ``_table_meta_method()``. A method that can infer in reduced precision
+    lists it in ``supported_precisions``; its ``_posterior`` then also gets
+    ``precision=`` (only when that is not ``"fp32"``).
     """
 
     #: Name of the method (set by each model class).
@@ -93,6 +112,9 @@ class LabelModelBase(abc.ABC):
     source_ = None
     #: Training provenance (set by training or when the model is read).
     provenance_ = None
+    #: The `PRECISIONS` this method's ``_posterior`` accepts (``"fp32"``: always;
+    #: a method that sets more gets ``precision=`` in ``_posterior`` for them).
+    supported_precisions = ("fp32",)
 
     @property
     def label_names(self):
@@ -100,7 +122,7 @@ class LabelModelBase(abc.ABC):
         return tuple(spec.name for spec in self.label_specs)
 
     # ------------------------------------------------------------------ prediction
-    def predict_posterior(self, batch, *, device="auto", batch_size=1024):
+    def predict_posterior(self, batch, *, device="auto", batch_size=1024, precision="fp32"):
         """Label posteriors of every row of a prepared batch (uncalibrated).
 
         Parameters
@@ -114,13 +136,31 @@ class LabelModelBase(abc.ABC):
             ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         batch_size : int, optional
             Spectra per forward pass.
+        precision : {"fp32", "bf16", "fp16"}, optional
+            Arithmetic of the forward pass: ``"fp32"`` (default, float32
+            throughout), or mixed precision where the method supports it (see
+            ``supported_precisions``; e.g. REMAP: ``"bf16"`` on CPU and CUDA,
+            ``"fp16"`` on CUDA only). Posteriors are float32 in every case.
 
         Returns
         -------
         posterior : `~stellarml.posterior.LabelPosterior`
             One row per batch row, in order. Rows with a fatal flag are not
             valid. ``posterior.flags`` holds the bits this model computes.
+
+        Raises
+        ------
+        ValueError
+            If ``precision`` is not one of `PRECISIONS` or this model does not
+            support it.
         """
+        check_precision(precision)
+        if precision not in self.supported_precisions:
+            raise ValueError(
+                f"{type(self).__name__} supports precision "
+                f"{', '.join(repr(p) for p in self.supported_precisions)} only, "
+                f"not {precision!r}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_size < 1:
@@ -133,7 +173,8 @@ class LabelModelBase(abc.ABC):
             )
         good = (np.asarray(batch.flags, dtype=np.int64) & int(FATAL)) == 0
         rows = batch if good.all() else batch[good]
-        posterior = self._posterior(rows, device=device, batch_size=int(batch_size))
+        extra = {} if precision == "fp32" else {"precision": precision}
+        posterior = self._posterior(rows, device=device, batch_size=int(batch_size), **extra)
         if len(posterior) != len(rows) or posterior.label_names != self.label_names:
             raise RuntimeError(
                 f"{type(self).__name__} returned a posterior of {len(posterior)} rows and "
