@@ -96,6 +96,19 @@ def train_from_config(config, *, output=None, progress=True, **options):
     Returns
     -------
     model : `~stellarml.models.LabelModel`
+
+    Notes
+    -----
+    In a `torch.distributed` process group (``torchrun``, see
+    `stellarml.training.distributed`) every process trains, data-parallel, and
+    only rank 0 writes ``output`` and the ``*_output`` options (the others get
+    `None` for them) and shows progress bars.
     """
+    from ..training.distributed import is_main_process
+
     cfg = load_config(config)
+    if not is_main_process():
+        output = None
+        progress = False
+        options = {k: (None if k.endswith("_output") else v) for k, v in options.items()}
     return _recipe(cfg).train(cfg, output=output, progress=progress, **options)

@@ -3,7 +3,9 @@
 imports a model.
 """
 
+from . import distributed
 from .averaging import average_states, module_state
+from .distributed import destroy_distributed, init_distributed, is_main_process
 from .trainer import (
     SCHEDULES,
     SpectrumAugmenter,
@@ -27,8 +29,12 @@ __all__ = [
     "SpectrumAugmenter",
     "Trainer",
     "average_states",
+    "destroy_distributed",
+    "distributed",
     "freeze",
     "frozen_prefixes",
+    "init_distributed",
+    "is_main_process",
     "load_state_dict_npz",
     "module_state",
     "resolve_freeze",

@@ -11,10 +11,21 @@ continuum distortion, all generated in torch on the training device.
 On the CPU, two runs with the same seed, data and thread count give
 bit-identical weights (shuffling, augmentation and dropout draw from seeded
 generators).
+
+Inside a `torch.distributed` process group (``torchrun``; see
+`stellarml.training.distributed`) `Trainer.fit` trains data-parallel: the
+module is wrapped in ``DistributedDataParallel``, its batch norms are
+synchronised, each process takes a disjoint slice of every global batch of
+``batch_size`` spectra, metrics are averaged over processes and only rank 0
+writes checkpoints and shows the progress bar. ``loss_fn`` then receives the
+``DistributedDataParallel`` wrapper during training steps (call it,
+``module(...)``; the wrapped module is ``module.module``) and the module itself
+for validation. Without a process group nothing of this happens.
 """
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +33,7 @@ import numpy as np
 import torch
 
 from .._utils import resolve_device
+from . import distributed
 from .transfer import set_train_mode, trainable_parameters
 
 __all__ = [
@@ -323,10 +335,10 @@ class Trainer:
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return None
 
-    def _batches(self, n, generator):
+    def _batches(self, n, generator, min_size=2):
         perm = torch.randperm(n, generator=generator)
         batches = list(perm.split(self.batch_size))
-        if len(batches) > 1 and len(batches[-1]) < 2:
+        if len(batches) > 1 and len(batches[-1]) < min_size:
             # a batch of one spectrum breaks batch norm: merge it into the previous batch
             batches[-2] = torch.cat(batches[-2:])
             batches.pop()
@@ -351,14 +363,22 @@ class Trainer:
     def _evaluate(self, module, loss_fn, data, device):
         module.eval()
         n = data[0].shape[0]
+        world = distributed.world_size()
+        reduce = world > 1 and n >= world
+        if reduce:  # each process evaluates a contiguous share; the sums are added up
+            r = distributed.rank()
+            data = tuple(t[n * r // world : n * (r + 1) // world] for t in data)
         sums = {}
         with torch.no_grad():
-            for start in range(0, n, 2 * self.batch_size):
+            for start in range(0, data[0].shape[0], 2 * self.batch_size):
                 batch = tuple(t[start : start + 2 * self.batch_size].to(device) for t in data)
                 _, logs = _scalars(loss_fn(module, batch))
                 size = batch[0].shape[0]
                 for key, value in logs.items():
                     sums[key] = sums.get(key, 0.0) + value.double() * size
+        if reduce:
+            totals = distributed.all_reduce_sums(sums, device)
+            return {key: totals[key] / n for key in sums}
         return {key: float(value) / n for key, value in sums.items()}
 
     def fit(self, module, loss_fn, train_data, val_data=None):
@@ -393,15 +413,18 @@ class Trainer:
             val_data = None
         device = resolve_device(self.device)
         module.to(device)
+        world = distributed.world_size()
+        main = distributed.is_main_process()
         torch.manual_seed(self.seed)
         shuffle_gen = torch.Generator().manual_seed(self.seed)
         aug_gen = torch.Generator(device=device).manual_seed(self.seed + 1)
         optimizer = self._optimizer(module)
         n = train_data[0].shape[0]
-        steps = len(self._batches(n, torch.Generator().manual_seed(0)))
+        min_batch = max(2, world)  # every process gets at least one spectrum of a batch
+        steps = len(self._batches(n, torch.Generator().manual_seed(0), min_batch))
         scheduler = self._scheduler(optimizer, steps * self.max_epochs)
         ckpt = None
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and main:
             ckpt = Path(self.checkpoint_dir)
             ckpt.mkdir(parents=True, exist_ok=True)
 
@@ -417,66 +440,102 @@ class Trainer:
         from tqdm import tqdm
 
         bar = tqdm(
-            range(1, self.max_epochs + 1), desc="training", unit="epoch", disable=not self.progress
+            range(1, self.max_epochs + 1),
+            desc="training",
+            unit="epoch",
+            disable=not (self.progress and main),
         )
         try:
-            for epoch in bar:
-                t0 = time.perf_counter()
-                set_train_mode(module)
-                sums = {}
-                for idx in self._batches(n, shuffle_gen):
-                    batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
-                    if self.augment is not None:
-                        batch = tuple(self.augment(batch, aug_gen))
-                    loss, logs = _scalars(loss_fn(module, batch))
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"training loss is {float(loss.detach())} in epoch {epoch}; lower lr "
-                            "or check the inputs for non-finite values"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if self.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(trainable_parameters(module), self.grad_clip)
-                    optimizer.step()
-                    if scheduler is not None:
-                        scheduler.step()
-                    size = len(idx)
-                    for key, value in logs.items():
-                        sums[key] = sums.get(key, 0.0) + value.double() * size
-                entry = {"epoch": epoch}
-                entry.update({key: float(value) / n for key, value in sums.items()})
-                if val_data is not None:
-                    val = self._evaluate(module, loss_fn, val_data, device)
-                    entry.update({f"val_{key}": value for key, value in val.items()})
-                    monitored = entry["val_loss"]
-                else:
-                    monitored = entry["loss"]
-                entry["lr"] = float(optimizer.param_groups[0]["lr"])
-                entry["time_s"] = time.perf_counter() - t0
-                improved = monitored < best - self.min_delta
-                entry["improved"] = bool(improved)
-                history.append(entry)
-                bar.set_postfix(
-                    loss=f"{entry['loss']:.4g}", val=f"{entry.get('val_loss', math.nan):.4g}"
+            with distributed.sync_batch_norm(module, device):
+                # under a process group: DistributedDataParallel (else ``module`` itself)
+                step_module = distributed.wrap_ddp(
+                    module,
+                    device,
+                    find_unused_parameters=os.environ.get("STELLARML_DDP_FIND_UNUSED") == "1",
                 )
-                if improved:
-                    best = monitored
-                    self.best_epoch_ = epoch
-                    waited = 0
-                    best_state = {
-                        k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()
-                    }
+                for epoch in bar:
+                    t0 = time.perf_counter()
+                    set_train_mode(module)
+                    sums = {}
+                    for idx in self._batches(n, shuffle_gen, min_batch):
+                        if world == 1:
+                            batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
+                            if self.augment is not None:
+                                batch = tuple(self.augment(batch, aug_gen))
+                        elif self.augment is None:
+                            mine = distributed.shard(idx)
+                            batch = tuple(t[mine].to(device, non_blocking=True) for t in train_data)
+                        else:  # augment the whole global batch (the draws of one process)
+                            batch = tuple(t[idx].to(device, non_blocking=True) for t in train_data)
+                            batch = tuple(self.augment(batch, aug_gen))
+                            mine = distributed.shard(torch.arange(len(idx), device=device))
+                            batch = tuple(t[mine] for t in batch)
+                        loss, logs = _scalars(loss_fn(step_module, batch))
+                        finite = bool(torch.isfinite(loss))
+                        if world > 1:
+                            finite = distributed.all_true(finite, device)
+                        if not finite:
+                            raise FloatingPointError(
+                                f"training loss is {float(loss.detach())} in epoch {epoch}; "
+                                "lower lr or check the inputs for non-finite values"
+                            )
+                        size = batch[0].shape[0]
+                        if world > 1 and size * world != len(idx):
+                            # DDP averages the processes' gradients with equal weights: weight
+                            # each mean loss by its share of the batch instead
+                            loss = loss * (size * world / len(idx))
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if self.grad_clip is not None:
+                            torch.nn.utils.clip_grad_norm_(
+                                trainable_parameters(module), self.grad_clip
+                            )
+                        optimizer.step()
+                        if scheduler is not None:
+                            scheduler.step()
+                        for key, value in logs.items():
+                            sums[key] = sums.get(key, 0.0) + value.double() * size
+                    entry = {"epoch": epoch}
+                    if world > 1:
+                        totals = distributed.all_reduce_sums(sums, device)
+                        entry.update({key: totals[key] / n for key in sums})
+                    else:
+                        entry.update({key: float(value) / n for key, value in sums.items()})
+                    if val_data is not None:
+                        val = self._evaluate(module, loss_fn, val_data, device)
+                        entry.update({f"val_{key}": value for key, value in val.items()})
+                        monitored = entry["val_loss"]
+                    else:
+                        monitored = entry["loss"]
+                    if world > 1:  # one decision for all processes: rank 0's
+                        (monitored,) = distributed.broadcast_floats([monitored], device)
+                    entry["lr"] = float(optimizer.param_groups[0]["lr"])
+                    entry["time_s"] = time.perf_counter() - t0
+                    improved = monitored < best - self.min_delta
+                    entry["improved"] = bool(improved)
+                    history.append(entry)
+                    bar.set_postfix(
+                        loss=f"{entry['loss']:.4g}", val=f"{entry.get('val_loss', math.nan):.4g}"
+                    )
+                    if improved:
+                        best = monitored
+                        self.best_epoch_ = epoch
+                        waited = 0
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True)
+                            for k, v in module.state_dict().items()
+                        }
+                        if ckpt is not None:
+                            save_state_dict_npz(ckpt / "best.npz", best_state)
+                    else:
+                        waited += 1
                     if ckpt is not None:
-                        save_state_dict_npz(ckpt / "best.npz", best_state)
-                else:
-                    waited += 1
-                if ckpt is not None:
-                    save_state_dict_npz(ckpt / "last.npz", module.state_dict())
-                    (ckpt / "history.json").write_text(json.dumps(history, indent=1))
-                if self.patience is not None and waited >= self.patience:
-                    self.stop_reason_ = "early_stopping"
-                    break
+                        save_state_dict_npz(ckpt / "last.npz", module.state_dict())
+                        (ckpt / "history.json").write_text(json.dumps(history, indent=1))
+                    if self.patience is not None and waited >= self.patience:
+                        self.stop_reason_ = "early_stopping"
+                        break
+                del step_module
         finally:
             bar.close()
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_state
