@@ -29,44 +29,58 @@ def _write_table(table, path, fmt):
 
 
 def _cmd_derive(args):
-    from astropy.table import Column
-    from specutils import Spectrum
-
-    from .analysis import _compute_label_table, _resolve_model
-    from .flags import LabelFlag
-    from .spectra import PreparedBatch, prepare
-    from .spectra.prepare import _empty_batch
+    from .analysis import _check_model_precision, _resolve_model
 
     model = _resolve_model(args.model)
-    spectra, read, unreadable, messages = [], [], [], []
-    for i, name in enumerate(args.files):
-        try:
-            spectra.append(Spectrum.read(name))
-            read.append(i)
-        except Exception as exc:  # any reader failure becomes a flagged row
-            unreadable.append(i)
-            messages.append(f"could not read {name}: {type(exc).__name__}: {exc}")
-    npix = model.preparation.wavelength.size
-    batches = [prepare(spectra, model.preparation, resolution=args.resolution)] if spectra else []
-    if unreadable:
-        failed = _empty_batch(len(unreadable), npix)
-        failed.flags |= int(LabelFlag.BAD_INPUT)
-        failed.messages = messages
-        batches.append(failed)
-    # rows back in the order of the files on the command line
-    batch = PreparedBatch.concatenate(batches)[np.argsort(read + unreadable, kind="stable")]
+    _check_model_precision(model, args.precision)
+    if args.workers is not None or args.scheduler is not None:
+        return _derive_distributed(args, model)
+    from astropy.table import Column
+
+    from .analysis import _compute_label_table
+    from .io.files import prepare_inputs
+
+    batch, rows = prepare_inputs(
+        args.files, model.preparation, resolution=args.resolution, format=args.input_format
+    )
     table, _ = _compute_label_table(
         model,
         batch,
         device=args.device,
         batch_size=args.batch_size,
         calibrate=not args.no_calibration,
+        precision=args.precision,
     )
-    table.add_column(Column(list(args.files), name="file", description="Input file"), index=0)
+    files = np.repeat(np.asarray([str(f) for f in args.files], dtype=str), rows)
+    table.add_column(Column(files, name="file", description="Input file"), index=0)
     _write_table(table, args.output, args.format)
-    for msg in messages:
-        print(f"stellarml: warning: {msg}", file=sys.stderr)
+    for msg in batch.messages:
+        if msg.startswith("could not read "):
+            print(f"stellarml: warning: {msg}", file=sys.stderr)
     print(f"wrote {len(table)} rows to {args.output}")
+    return 0
+
+
+def _derive_distributed(args, model):
+    from .distributed import derive_catalog
+
+    result = derive_catalog(
+        args.files,
+        model=model,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        output=args.output,
+        format=args.format,
+        partition_size=args.partition_size,
+        device=args.device,
+        batch_size=args.batch_size,
+        resolution=args.resolution,
+        input_format=args.input_format,
+        calibrate=not args.no_calibration,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
+    print(f"wrote {result['rows']} rows to {args.output}")
     return 0
 
 
@@ -128,12 +142,42 @@ def _parser():
     d.add_argument("--format", default=None, help="astropy table format (default: from suffix)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     d.add_argument("--batch-size", type=int, default=1024)
+    d.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="arithmetic of the network (bf16: CPU or CUDA; fp16: CUDA only)",
+    )
     d.add_argument("--resolution", type=float, default=None, help="resolving power of the inputs")
+    d.add_argument(
+        "--input-format",
+        default=None,
+        help="specutils loader of every file (e.g. LAMOST-LRS; default: identified per file)",
+    )
     d.add_argument(
         "--no-calibration",
         action="store_true",
         help="raw model outputs: do not apply the model's calibration",
     )
+    d.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run on a local Dask cluster of N worker processes (needs dask[distributed])",
+    )
+    d.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786)",
+    )
+    d.add_argument(
+        "--partition-size",
+        type=int,
+        default=512,
+        help="files per Dask task (with --workers/--scheduler; default 512)",
+    )
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_cmd_derive)
 
     t = sub.add_parser("train", help="train a model from a TOML configuration (its [model] method)")

@@ -732,6 +732,29 @@ def _iter_spectra(obj, path, depth=0):
         )
 
 
+def _spectrum_rows(spec):
+    """Rows one specutils spectrum gives: 1 for a 1-D spectrum, n for an (n, npix) batch."""
+    ndim = spec.flux.ndim
+    if ndim <= 1:
+        return 1
+    spec_index = getattr(spec, "spectral_axis_index", ndim - 1) if ndim == 2 else 0
+    return int(spec.flux.shape[1 - spec_index])
+
+
+def input_rows(spectra):
+    """Number of rows `prepare` gives for ``spectra`` (anything it accepts).
+
+    Examples
+    --------
+    >>> from stellarml.data import example_spectra
+    >>> from stellarml.spectra.prepare import input_rows
+    >>> spectra, _ = example_spectra()
+    >>> input_rows(spectra) == spectra.flux.shape[0] == input_rows([spectra[0], spectra[1]]) + 6
+    True
+    """
+    return sum(_spectrum_rows(spec) for _, spec in _iter_spectra(spectra, "spectra"))
+
+
 def _block_from_spectrum(label, spec, resolution, fwhm):
     """Validate one specutils spectrum into a _Block (errors recorded, not raised)."""
     flux_q = spec.flux
@@ -742,7 +765,7 @@ def _block_from_spectrum(label, spec, resolution, fwhm):
             "(n, npix) — reshape cubes into a 2-D batch first"
         )
     spec_index = getattr(spec, "spectral_axis_index", ndim - 1) if ndim == 2 else 0
-    nrows = 1 if ndim <= 1 else flux_q.shape[1 - spec_index]
+    nrows = _spectrum_rows(spec)
     block = _Block(label, nrows)
     try:
         wave = _wave_angstrom(spec.spectral_axis, "spectral axis")
