@@ -17,6 +17,7 @@ partitions already written (resuming an interrupted run).
 import hashlib
 import json
 import os
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -138,6 +139,8 @@ def derive_catalog(
     from .analysis import _check_model_precision, _resolve_model
 
     inputs = list(inputs)
+    if not inputs:
+        raise ValueError("derive_catalog: no inputs")
     _check_inputs(inputs)
     if isinstance(partition_size, bool) or int(partition_size) != partition_size:
         raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
@@ -200,14 +203,15 @@ def derive_catalog(
         table = _join([_read_part(part_dir, i, fmt) for i in range(len(parts))], model)
         _write(table, Path(output), fmt)
         summary["rows"] = len(table)
-        for i in range(len(parts)):
-            _part_path(part_dir, i, fmt).unlink()
-        (part_dir / _MANIFEST).unlink()
-        part_dir.rmdir()
+        shutil.rmtree(part_dir)  # ours: partitions, manifest, leftovers of interrupted writes
     else:
         done = json.loads((part_dir / _MANIFEST).read_text())
-        done["rows"] = {str(i): r["rows"] for i, r in results.items()} | done.get("rows", {})
-        summary["rows"] = int(sum(done["rows"].values()))
+        rows = done.get("rows", {}) | {str(i): r["rows"] for i, r in results.items()}
+        for i in range(len(parts)):  # partitions of a run interrupted before it noted them
+            if str(i) not in rows:
+                rows[str(i)] = len(_read_part(part_dir, i, fmt))
+        done["rows"] = rows
+        summary["rows"] = int(sum(rows.values()))
         _write_json(part_dir / _MANIFEST, done)
     return summary
 
@@ -441,8 +445,6 @@ def _join(tables, model):
 
     from .catalog import LabelTable
 
-    if not tables:
-        raise ValueError("derive_catalog: no inputs")
     table = vstack(tables, join_type="exact", metadata_conflicts="silent")
     table.meta = dict(tables[0].meta)
     return LabelTable(table, copy=False) if not isinstance(table, LabelTable) else table

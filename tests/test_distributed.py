@@ -124,10 +124,14 @@ def test_partitioned_output_resumes_identically(inputs, model, client, tmp_path)
     parts = sorted(out.glob("part-*.ecsv"))
     assert [p.name for p in parts] == [f"part-{i:05d}.ecsv" for i in range(7)]
     whole = {p.name: p.read_bytes() for p in parts}
-    # an interrupted run: two partitions never finished, one left a temporary file
+    # an interrupted run: two partitions never finished, one left a temporary file, and the
+    # run stopped before noting the row counts in the manifest
     parts[2].unlink()
     parts[5].unlink()
     (out / ".part-00005.ecsv.tmp123").write_text("partial")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["rows"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
     again = derive_catalog(
         paths, model=model, client=client, output=out, partition_size=16, progress=False
     )
@@ -210,5 +214,7 @@ def test_bad_arguments_are_refused_before_any_work(model):
         derive_catalog(["x.fits"], model=model, partition_size=0)
     with pytest.raises(ValueError, match="unknown format 'hdf5'"):
         derive_catalog(["x.fits"], model=model, output="out", format="hdf5")
+    with pytest.raises(ValueError, match="no inputs"):
+        derive_catalog([], model=model)
     with pytest.raises(TypeError, match="input 1 is a int"):
         derive_catalog(["x.fits", 3], model=model)
