@@ -2,12 +2,17 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["main"]
+
+#: Exit status of ``stellarml derive`` when some input files could not be read (the table
+#: is written, their rows flagged ``BAD_INPUT``).
+EXIT_UNREADABLE = 3
 
 _FORMATS = {".xml": "votable", ".vot": "votable", ".ecsv": "ascii.ecsv", ".fits": "fits"}
 
@@ -28,12 +33,32 @@ def _write_table(table, path, fmt):
     table.write(path, format=_table_format(path, fmt), overwrite=True)
 
 
+def _check_output(path, fmt, inputs):
+    """Refuse a bad output path before any work: unknown format, no folder, an input file."""
+    out = Path(path)
+    if fmt is None and out.suffix:
+        _table_format(path, fmt)  # exits with the list of formats
+    folder = out.parent if out.suffix else out
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise SystemExit(f"stellarml: cannot write {path}: {folder} is not a writable folder")
+    resolved = out.resolve()
+    for name in inputs:
+        if Path(name).resolve() == resolved:
+            raise SystemExit(f"stellarml: the output {path} is one of the input files")
+
+
 def _cmd_derive(args):
     from .analysis import _check_model_precision, _resolve_model
 
+    distributed = args.workers is not None or args.scheduler is not None
+    if not distributed:
+        _table_format(args.output, args.format)
+    _check_output(args.output, args.format, args.files)
     model = _resolve_model(args.model)
     _check_model_precision(model, args.precision)
-    if args.workers is not None or args.scheduler is not None:
+    if distributed:
         return _derive_distributed(args, model)
     from astropy.table import Column
 
@@ -54,10 +79,17 @@ def _cmd_derive(args):
     files = np.repeat(np.asarray([str(f) for f in args.files], dtype=str), rows)
     table.add_column(Column(files, name="file", description="Input file"), index=0)
     _write_table(table, args.output, args.format)
-    for msg in batch.messages:
-        if msg.startswith("could not read "):
-            print(f"stellarml: warning: {msg}", file=sys.stderr)
+    unreadable = [msg for msg in batch.messages if msg.startswith("could not read ")]
+    for msg in unreadable:
+        print(f"stellarml: warning: {msg}", file=sys.stderr)
     print(f"wrote {len(table)} rows to {args.output}")
+    if unreadable:
+        print(
+            f"stellarml: {len(unreadable)} of {len(args.files)} files could not be read "
+            "(rows flagged BAD_INPUT)",
+            file=sys.stderr,
+        )
+        return EXIT_UNREADABLE
     return 0
 
 
@@ -81,7 +113,7 @@ def _derive_distributed(args, model):
         progress=not args.quiet,
     )
     print(f"wrote {result['rows']} rows to {args.output}")
-    return 0
+    return 0 if not result["unreadable"] else EXIT_UNREADABLE
 
 
 def _cmd_info(args):
@@ -130,7 +162,10 @@ def _cmd_demo(args):
 
 
 def _parser():
+    from ._utils import stellarml_version
+
     p = argparse.ArgumentParser(prog="stellarml", description=__doc__)
+    p.add_argument("--version", action="version", version=f"stellarml {stellarml_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("derive", help="derive labels for spectrum files")

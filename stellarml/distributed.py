@@ -120,7 +120,9 @@ def derive_catalog(
     `~stellarml.catalog.LabelTable` or dict
         Without ``output``, the table (as `~stellarml.derive_labels` gives,
         with ``input`` and ``file`` columns first). With ``output``, a summary:
-        ``{"output", "rows", "partitions", "written", "skipped", "failed"}``.
+        ``{"output", "rows", "partitions", "written", "skipped", "failed",
+        "unreadable"}`` (``failed``: partitions whose task kept failing;
+        ``unreadable``: rows of files that could not be read).
 
     Raises
     ------
@@ -198,20 +200,26 @@ def derive_catalog(
         "written": len(todo),
         "skipped": len(parts) - len(todo),
         "failed": failed,
+        "unreadable": 0,
     }
     if single:
         table = _join([_read_part(part_dir, i, fmt) for i in range(len(parts))], model)
         _write(table, Path(output), fmt)
         summary["rows"] = len(table)
+        summary["unreadable"] = _unreadable(table)
         shutil.rmtree(part_dir)  # ours: partitions, manifest, leftovers of interrupted writes
     else:
         done = json.loads((part_dir / _MANIFEST).read_text())
-        rows = done.get("rows", {}) | {str(i): r["rows"] for i, r in results.items()}
+        counts = {"rows": done.get("rows", {}), "unreadable": done.get("unreadable", {})}
+        for key, values in counts.items():
+            values.update({str(i): r[key] for i, r in results.items()})
         for i in range(len(parts)):  # partitions of a run interrupted before it noted them
-            if str(i) not in rows:
-                rows[str(i)] = len(_read_part(part_dir, i, fmt))
-        done["rows"] = rows
-        summary["rows"] = int(sum(rows.values()))
+            if str(i) not in counts["rows"] or str(i) not in counts["unreadable"]:
+                part = _read_part(part_dir, i, fmt)
+                counts["rows"][str(i)], counts["unreadable"][str(i)] = len(part), _unreadable(part)
+        for key, values in counts.items():
+            done[key] = values
+            summary[key] = int(sum(values.values()))
         _write_json(part_dir / _MANIFEST, done)
     return summary
 
@@ -321,10 +329,16 @@ def _failed_partition(model, items, start, exc, part_dir, fmt, index):
 
 
 def _finish_partition(table, part_dir, fmt, index):
+    result = {"rows": len(table), "unreadable": _unreadable(table)}
     if part_dir is None:
-        return {"table": table, "rows": len(table)}
+        return {**result, "table": table}
     _write(table, _part_path(Path(part_dir), index, fmt), fmt)
-    return {"rows": len(table)}
+    return result
+
+
+def _unreadable(table):
+    """Rows of files that could not be read."""
+    return int(sum(str(m).startswith("could not read ") for m in table["message"]))
 
 
 def _add_input_columns(table, items, start, rows):
@@ -473,7 +487,7 @@ def _prepare_part_dir(part_dir, manifest, n_parts, fmt, *, resume):
     path = part_dir / _MANIFEST
     if path.exists():
         old = json.loads(path.read_text())
-        same = {k: v for k, v in old.items() if k != "rows"} == manifest
+        same = {k: v for k, v in old.items() if k not in ("rows", "unreadable")} == manifest
         if resume and not same:
             raise ValueError(
                 f"{part_dir} holds partitions of another run (inputs, model or options differ); "
@@ -483,7 +497,11 @@ def _prepare_part_dir(part_dir, manifest, n_parts, fmt, *, resume):
             for i in range(n_parts):
                 _part_path(part_dir, i, fmt).unlink(missing_ok=True)
             old = {}
-        manifest = {**manifest, "rows": old.get("rows", {})}
+        manifest = {
+            **manifest,
+            "rows": old.get("rows", {}),
+            "unreadable": old.get("unreadable", {}),
+        }
     elif part_dir.exists() and any(part_dir.iterdir()):
         raise ValueError(f"{part_dir} exists and is not a stellarml partition directory")
     _write_json(path, manifest)

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from stellarml import __version__
 from stellarml.catalog import LabelTable
-from stellarml.cli import main
+from stellarml.cli import EXIT_UNREADABLE, main
 from stellarml.flags import LabelFlag
 
 
@@ -19,7 +20,8 @@ def test_derive_files_with_unreadable_one(data_dir, tmp_path, capsys):
         junk,
         data_dir / "lamost" / "3706009.fits",
     ]
-    assert main(["derive", *map(str, files), "-o", str(out)]) == 0
+    # the table is written, and the exit status says that a file could not be read
+    assert main(["derive", *map(str, files), "-o", str(out)]) == EXIT_UNREADABLE
     table = LabelTable.read(out, format="votable")
     assert len(table) == 3
     assert list(table["file"]) == [str(f) for f in files]
@@ -27,7 +29,34 @@ def test_derive_files_with_unreadable_one(data_dir, tmp_path, capsys):
     assert flags[1] & int(LabelFlag.BAD_INPUT) and not flags[0] & int(LabelFlag.BAD_INPUT)
     assert table["teff"].mask[1] and not table["teff"].mask[2]
     assert "could not read" in table["message"][1] and table["message"][0] == ""
-    assert "could not read" in capsys.readouterr().err
+    assert "The available formats are" not in table["message"][1]  # one line, not the list
+    err = capsys.readouterr().err
+    assert "could not read" in err and "1 of 3 files could not be read" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"stellarml {__version__}"
+
+
+def test_bad_output_is_refused_before_any_work(data_dir, tmp_path, monkeypatch):
+    import stellarml.analysis
+
+    def no_model(_):  # the checks come before the model is even loaded
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(stellarml.analysis, "_resolve_model", no_model)
+    spectrum = str(data_dir / "lamost" / "3706009.fits")
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("")
+    with pytest.raises(SystemExit, match="is not a writable folder"):
+        main(["derive", spectrum, "-o", str(not_a_folder / "labels.xml")])
+    with pytest.raises(SystemExit, match="is one of the input files"):
+        main(["derive", spectrum, str(tmp_path / "a.ecsv"), "-o", str(tmp_path / "a.ecsv")])
+    with pytest.raises(SystemExit, match="cannot tell the table format"):
+        main(["derive", spectrum, "-o", str(tmp_path / "x.unknown"), "--workers", "2"])
 
 
 def test_info_default(capsys):

@@ -14,7 +14,7 @@ distributed = pytest.importorskip("distributed")
 
 from stellarml import read_model  # noqa: E402
 from stellarml.analysis import _compute_label_table  # noqa: E402
-from stellarml.cli import main  # noqa: E402
+from stellarml.cli import EXIT_UNREADABLE, main  # noqa: E402
 from stellarml.distributed import _failed_partition, derive_catalog  # noqa: E402
 from stellarml.flags import LabelFlag  # noqa: E402
 from stellarml.io.files import prepare_inputs  # noqa: E402
@@ -120,6 +120,7 @@ def test_partitioned_output_resumes_identically(inputs, model, client, tmp_path)
         "written": 7,
         "skipped": 0,
         "failed": 0,
+        "unreadable": N_CORRUPT,
     }
     parts = sorted(out.glob("part-*.ecsv"))
     assert [p.name for p in parts] == [f"part-{i:05d}.ecsv" for i in range(7)]
@@ -130,12 +131,13 @@ def test_partitioned_output_resumes_identically(inputs, model, client, tmp_path)
     parts[5].unlink()
     (out / ".part-00005.ecsv.tmp123").write_text("partial")
     manifest = json.loads((out / "manifest.json").read_text())
-    del manifest["rows"]
+    del manifest["rows"], manifest["unreadable"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     again = derive_catalog(
         paths, model=model, client=client, output=out, partition_size=16, progress=False
     )
     assert (again["written"], again["skipped"], again["rows"]) == (2, 5, 105)
+    assert again["unreadable"] == N_CORRUPT
     for p in sorted(out.glob("part-*.ecsv")):
         if p.name in ("part-00002.ecsv", "part-00005.ecsv"):
             continue
@@ -188,9 +190,11 @@ def test_cli_workers_match_the_single_process_cli(inputs, client, tmp_path, caps
     paths, _ = inputs
     files = paths[:40]
     serial, parallel = tmp_path / "serial.ecsv", tmp_path / "parallel.ecsv"
-    assert main(["derive", *files, "-o", str(serial)]) == 0
+    # two of these files cannot be read: both paths write the table and exit with status 3
+    assert main(["derive", *files, "-o", str(serial)]) == EXIT_UNREADABLE
     address = client.scheduler.address
-    assert main(["derive", *files, "-o", str(parallel), "--scheduler", address, "-q"]) == 0
+    argv = ["derive", *files, "-o", str(parallel), "--scheduler", address, "-q"]
+    assert main(argv) == EXIT_UNREADABLE
     assert "wrote 40 rows" in capsys.readouterr().out
     from stellarml.catalog import read_label_ecsv
 

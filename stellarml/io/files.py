@@ -107,7 +107,7 @@ def prepare_inputs(inputs, preparation, *, resolution=None, format=None, retries
         except Exception as exc:  # any reader failure becomes a flagged row
             failed = _empty_batch(1, npix)
             failed.flags |= int(LabelFlag.BAD_INPUT)
-            failed.messages = [f"could not read {item}: {type(exc).__name__}: {exc}"]
+            failed.messages = [f"could not read {item}: {_reader_error(exc)}"]
             batches.append(failed)
             rows.append(1)
             continue
@@ -129,6 +129,15 @@ def _prepare_each(spectra, preparation, resolution):
     batch = prepare(list(spectra), preparation, resolution=resolution)
     edges = np.concatenate([[0], np.cumsum(counts)])
     return [batch[int(a) : int(b)] for a, b in itertools.pairwise(edges)]
+
+
+def _reader_error(exc):
+    """One line for a reader's error (astropy's 'could not identify' lists every format)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    if "could not be identified" in first:
+        first = first.split(", please provide")[0] + " (name it with format=/--input-format)"
+    return f"{type(exc).__name__}: {first}"
 
 
 def _is_path(item):
