@@ -14,6 +14,7 @@ manifest; a second call with the same inputs, model and options skips the
 partitions already written (resuming an interrupted run).
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -237,7 +238,7 @@ def _run(client, model, parts, starts, todo, options, part_dir, fmt, *, progress
     nthreads = sum(client.nthreads().values()) or 1
     window = 2 * nthreads
     results = {}
-    pending = list(todo)
+    pending = collections.deque(todo)
     bar = tqdm(total=len(todo), unit="partition", disable=not progress, desc="stellarml")
 
     def submit(i):
@@ -258,7 +259,7 @@ def _run(client, model, parts, starts, todo, options, part_dir, fmt, *, progress
     futures = {}
     running = as_completed()
     while pending and len(futures) < window:
-        i = pending.pop(0)
+        i = pending.popleft()
         f = submit(i)
         futures[f.key] = i
         running.add(f)
@@ -271,7 +272,7 @@ def _run(client, model, parts, starts, todo, options, part_dir, fmt, *, progress
         future.release()
         bar.update(1)
         if pending:
-            j = pending.pop(0)
+            j = pending.popleft()
             f = submit(j)
             futures[f.key] = j
             running.add(f)

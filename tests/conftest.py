@@ -7,6 +7,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+try:  # the versions that matter for stellarml in the pytest header (pytest-astropy-header)
+    from pytest_astropy_header.display import PYTEST_HEADER_MODULES, TESTED_VERSIONS
+
+    PYTEST_HEADER_MODULES.clear()
+    PYTEST_HEADER_MODULES.update(
+        {
+            "Numpy": "numpy",
+            "Scipy": "scipy",
+            "astropy": "astropy",
+            "specutils": "specutils",
+            "asdf": "asdf",
+            "torch": "torch",
+            "dask": "dask",
+        }
+    )
+    from stellarml._utils import stellarml_version
+
+    TESTED_VERSIONS["stellarml"] = stellarml_version()
+except ImportError:  # pragma: no cover - pytest-astropy is a test dependency
+    pass
+
 
 def _data_dir():
     env = os.environ.get("STELLARML_DATA_DIR")
