@@ -33,10 +33,13 @@ def _write_table(table, path, fmt):
     table.write(path, format=_table_format(path, fmt), overwrite=True)
 
 
-def _check_output(path, fmt, inputs):
-    """Refuse a bad output path before any work: unknown format, no folder, an input file."""
+def _check_output(path, fmt, inputs, *, folder_ok):
+    """Refuse a bad output path before any work: unknown format, no folder, an input file.
+
+    With ``folder_ok`` (the Dask path) a path without a suffix is a folder of partitions.
+    """
     out = Path(path)
-    if fmt is None and out.suffix:
+    if out.suffix or not folder_ok:
         _table_format(path, fmt)  # exits with the list of formats
     folder = out.parent if out.suffix else out
     while not folder.exists() and folder != folder.parent:
@@ -53,9 +56,7 @@ def _cmd_derive(args):
     from .analysis import _check_model_precision, _resolve_model
 
     distributed = args.workers is not None or args.scheduler is not None
-    if not distributed:
-        _table_format(args.output, args.format)
-    _check_output(args.output, args.format, args.files)
+    _check_output(args.output, args.format, args.files, folder_ok=distributed)
     model = _resolve_model(args.model)
     _check_model_precision(model, args.precision)
     if distributed:

@@ -84,40 +84,30 @@ def prepare_inputs(inputs, preparation, *, resolution=None, format=None, retries
         Number of rows of each input (a 2-D spectrum or a multi-spectrum file
         gives several).
     """
-    from ..spectra import PreparedBatch, prepare
+    from ..spectra import PreparedBatch
     from ..spectra.prepare import _empty_batch
 
     npix = preparation.wavelength.size
-    batches, rows = [], []
-    pending = []  # consecutive in-memory spectra, prepared together (one grid: one code path)
-
-    def flush():
-        if pending:
-            batches.extend(_prepare_each(pending, preparation, resolution))
-            rows.extend(len(b) for b in batches[-len(pending) :])
-            pending.clear()
-
-    for item in inputs:
-        if not _is_path(item):
-            pending.append(item)
-            continue
-        flush()
-        try:
-            spectrum = read_spectrum_file(item, format=format, retries=retries)
-        except Exception as exc:  # any reader failure becomes a flagged row
-            failed = _empty_batch(1, npix)
-            failed.flags |= int(LabelFlag.BAD_INPUT)
-            failed.messages = [f"could not read {item}: {_reader_error(exc)}"]
-            batches.append(failed)
-            rows.append(1)
-            continue
-        batch = prepare(spectrum, preparation, resolution=resolution)
-        batches.append(batch)
-        rows.append(len(batch))
-    flush()
-    if not batches:
+    if not inputs:
         return _empty_batch(0, npix), np.zeros(0, dtype=int)
-    return PreparedBatch.concatenate(batches), np.asarray(rows, dtype=int)
+    # read every file first, then prepare all readable inputs in one call: spectra on one
+    # grid go through preparation together, not one call per file
+    spectra, failed = [], {}
+    for i, item in enumerate(inputs):
+        if not _is_path(item):
+            spectra.append(item)
+            continue
+        try:
+            spectra.append(read_spectrum_file(item, format=format, retries=retries))
+        except Exception as exc:  # any reader failure becomes a flagged row
+            row = _empty_batch(1, npix)
+            row.flags |= int(LabelFlag.BAD_INPUT)
+            row.messages = [f"could not read {item}: {_reader_error(exc)}"]
+            failed[i] = row
+    prepared = iter(_prepare_each(spectra, preparation, resolution) if spectra else [])
+    batches = [failed[i] if i in failed else next(prepared) for i in range(len(inputs))]
+    rows = np.asarray([len(b) for b in batches], dtype=int)
+    return PreparedBatch.concatenate(batches), rows
 
 
 def _prepare_each(spectra, preparation, resolution):
