@@ -1,6 +1,6 @@
 """Entry points that register the stellarml ASDF extension with asdf.
 
-Both functions are referenced from ``setup.cfg`` (``asdf.extensions`` and
+Both functions are referenced from ``pyproject.toml`` (``asdf.extensions`` and
 ``asdf.resource_mappings``) and are called by asdf when it first needs its
 extension list. They must stay cheap and must not import torch.
 """
