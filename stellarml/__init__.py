@@ -6,7 +6,8 @@ classes, and the subpackages `stellarml.spectra`, `stellarml.libraries`,
 methods), `stellarml.posterior`, `stellarml.calibration`, `stellarml.catalog`,
 `stellarml.training`, `stellarml.recipes`, `stellarml.io`. Importing stellarml registers its
 specutils readers (MILES, LAMOST, PHOENIX, Kurucz, CARMENES, GALAH) and its
-ASDF extension is found through entry points.
+ASDF extension is found through entry points. `stellarml.conf` holds the
+`astropy.config` items (the reference-data folder, the default device).
 """
 
 try:
@@ -15,6 +16,7 @@ except ImportError:  # pragma: no cover - only without an install
     __version__ = "0.0.0"
 
 from . import io  # noqa: F401  (registers the specutils loaders)
+from ._config import conf
 from .analysis import DEFAULT_MODEL, derive_labels, read_model, write_model
 from .catalog import LabelTable
 from .flags import LabelFlag
@@ -26,6 +28,7 @@ __all__ = [
     "RemapEnsemble",
     "RemapModel",
     "__version__",
+    "conf",
     "derive_labels",
     "read_model",
     "write_model",

@@ -33,21 +33,34 @@ def utc_now():
 
 
 def data_dir():
-    """Folder of the shared reference data (``STELLARML_DATA_DIR``, default ``../shared/data``)."""
-    return Path(os.environ.get("STELLARML_DATA_DIR", "../shared/data")).expanduser().resolve()
+    """Folder of the shared reference data.
+
+    ``stellarml.conf.data_dir`` when set, else the ``STELLARML_DATA_DIR``
+    environment variable, else ``../shared/data``.
+    """
+    from ._config import conf
+
+    folder = conf.data_dir or os.environ.get("STELLARML_DATA_DIR", "../shared/data")
+    return Path(folder).expanduser().resolve()
 
 
 def resolve_device(device="auto"):
     """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a `torch.device` into a device.
 
-    ``"auto"`` picks CUDA when it is available, else the CPU. Asking for CUDA
-    on a machine without it raises a `RuntimeError` naming the problem.
+    ``"auto"`` (or `None`) means ``stellarml.conf.default_device``, whose own
+    default ``"auto"`` picks CUDA when it is available, else the CPU. Asking
+    for CUDA on a machine without it raises a `RuntimeError` naming the
+    problem.
     """
     import torch
 
+    from ._config import conf
+
+    if device is None or device == "auto":
+        device = conf.default_device or "auto"
     if isinstance(device, torch.device):
         dev = device
-    elif device is None or device == "auto":
+    elif device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         try:
