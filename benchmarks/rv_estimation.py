@@ -58,6 +58,9 @@ def _summary(name, measured, reference, err, ids):
         "median_abs_diff_kms": float(np.nanmedian(np.abs(d))),
         "max_abs_diff_kms": float(np.nanmax(np.abs(d))),
         "median_rv_err_kms": float(np.nanmedian(measured.rv_err)),
+        "median_reference_err_kms": (
+            float(np.nanmedian(err)) if np.any(np.isfinite(err)) else None
+        ),
         "per_spectrum": [
             {
                 "id": str(i),
@@ -77,7 +80,8 @@ def _summary(name, measured, reference, err, ids):
         f"median diff {bias:+6.1f} km/s, robust sigma {sigma:5.1f}, "
         f"median |diff| {row['median_abs_diff_kms']:5.1f}, "
         f"max |diff| {row['max_abs_diff_kms']:5.1f}, "
-        f"median rv_err {row['median_rv_err_kms']:4.1f}"
+        f"median rv_err {row['median_rv_err_kms']:4.1f}, "
+        f"median pipeline error {row['median_reference_err_kms']}"
     )
     return row
 
