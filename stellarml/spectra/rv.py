@@ -267,5 +267,5 @@ def _estimate_missing_rv(batch, spectra, settings, resolution, fwhm, medium):
     out.flags[need & ~measured.reliable] |= int(LabelFlag.RV_UNRELIABLE)
     n_est = int(np.count_nonzero(ok))
     if n_est:
-        log.info(f"stellarml: {n_est} of {len(out)} spectra had no radial velocity; estimated")
+        log.debug(f"stellarml: {n_est} of {len(out)} spectra had no radial velocity; estimated")
     return out
