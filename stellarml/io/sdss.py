@@ -129,9 +129,11 @@ def sdss_for_stellarml(spectrum, *, rv=None):
     Works on the object alone (no file access): it puts the pixels in increasing
     wavelength, sets ``meta["medium"] = "vacuum"`` and a nominal
     ``meta["resolution"]``, masks non-finite fluxes and non-positive or non-finite
-    uncertainties, and for apVisit spectra attaches ``VRAD`` from the header as the
-    radial velocity. Use `read_apogee` / `read_boss` to also get the file's pixel
-    masks and pipeline redshift.
+    uncertainties, and attaches the pipeline's radial velocity: apVisit ``VRAD`` from
+    the header (as the redshift ``VRAD / c``), apStar 0 (rest frame; ``VERR`` as
+    ``meta["rv_err"]``, ``VHELIO`` as ``meta["vhelio"]``), with ``meta["rv_source"]``
+    "header" and ``meta["rv_keyword"]``. Use `read_apogee` / `read_boss` to also get
+    the file's pixel masks and pipeline redshift.
 
     Parameters
     ----------
@@ -139,7 +141,8 @@ def sdss_for_stellarml(spectrum, *, rv=None):
         As returned by ``Spectrum.read`` for an apStar, apVisit or BOSS spec file
         (``meta["header"]`` is used to tell them apart).
     rv : `~astropy.units.Quantity` or float, optional
-        Radial velocity to attach (km/s if a plain number); overrides ``VRAD``.
+        Radial velocity to attach (km/s if a plain number; ``meta["rv_source"]``
+        "given"); overrides the file's.
 
     Returns
     -------
