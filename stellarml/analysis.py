@@ -85,6 +85,7 @@ def derive_labels(
     rv=None,
     resolution=None,
     fwhm=None,
+    medium=None,
     calibrate=True,
     return_posterior=False,
     precision="fp32",
@@ -108,8 +109,15 @@ def derive_labels(
         Number of spectra per forward pass.
     rv : float, `~astropy.units.Quantity` or array, optional
         Radial velocity (km/s when a plain number) to remove, one per
-        spectrum or one for all. `None` uses ``spectrum.radial_velocity``
-        where set, else 0.
+        spectrum or one for all (``rv_source`` "given"). `None` uses each
+        spectrum's ``redshift``/``radial_velocity`` where set (``rv = c z``;
+        ``rv_source`` "header" when a stellarml reader took it from the file,
+        else "given"), and **measures** it where neither is set
+        (`~stellarml.spectra.measure_rv`: chi2 against the shipped synthetic
+        templates over the model's wavelength range, whatever the model's
+        method; ``rv_source`` "estimated"). A failed measurement leaves rv 0
+        and sets `~stellarml.flags.LabelFlag.RV_UNRELIABLE`. Pass ``rv=0`` for
+        spectra known to be in the rest frame.
     resolution : float, optional
         Resolving power R of the input spectra. `None` reads
         ``spectrum.meta["resolution"]``, else ``fwhm``/``meta["lsf_fwhm"]``;
@@ -117,6 +125,12 @@ def derive_labels(
         and `~stellarml.flags.LabelFlag.RESOLUTION_ASSUMED` is set.
     fwhm : `~astropy.units.Quantity`, optional
         Instrumental FWHM of the input spectra (constant in wavelength).
+    medium : {"air", "vacuum"}, optional
+        Wavelength medium of the input spectra. `None` reads
+        ``spectrum.meta["medium"]``; where that is missing, vacuum is assumed
+        and `~stellarml.flags.LabelFlag.MEDIUM_ASSUMED` is set. What was
+        assumed is logged once per call (astropy's logger, one line per kind
+        of assumption with the number of spectra).
     calibrate : bool, optional
         Apply the model's `~stellarml.calibration.LabelCalibration` (default).
         `False` gives the model's raw outputs; ``table.meta["calibration"]``
@@ -140,7 +154,8 @@ def derive_labels(
         ``teff`` [K], ``logg`` [dex], ``fe_h`` [dex]) hold the posterior
         medians, with ``*_err_lo``/``*_err_hi`` (median minus 16th percentile,
         84th percentile minus median), ``*_p16``/``*_p50``/``*_p84`` and
-        ``*_mode``; then ``snr``, ``rv`` [km/s], the model's diagnostics (e.g.
+        ``*_mode``; then ``snr``, ``rv`` and ``rv_err`` [km/s], ``rv_source``,
+        the model's diagnostics (e.g.
         ``domain_distance``), ``flags`` (a `~stellarml.flags.LabelFlag`
         bitmask) and ``flag_names``. Rows that could not be analysed have
         masked label values and a fatal flag saying why. ``table.meta``
@@ -171,9 +186,11 @@ def derive_labels(
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     _check_model_precision(model, precision)
-    from .spectra import prepare
+    from .spectra import prepare_with_rv
 
-    batch = prepare(spectra, model.preparation, rv=rv, resolution=resolution, fwhm=fwhm)
+    batch = prepare_with_rv(
+        spectra, model.preparation, rv=rv, resolution=resolution, fwhm=fwhm, medium=medium
+    )
     table, posterior = _compute_label_table(
         model,
         batch,
@@ -234,6 +251,8 @@ def _compute_label_table(model, batch, *, device, batch_size, calibrate=True, pr
         flags=flags,
         snr=batch.snr,
         rv=batch.rv,
+        rv_err=batch.rv_err,
+        rv_source=batch.rv_source,
         meta=_table_meta(model, applied),
         messages=batch.messages,
         diagnostics=posterior.diagnostics,

@@ -92,7 +92,15 @@ _SNR_DESCRIPTION = (
     "Median signal-to-noise ratio per input pixel over the good pixels "
     "(masked when the input had no uncertainty)"
 )
-_RV_DESCRIPTION = "Radial velocity removed before the analysis (optical convention)"
+_RV_DESCRIPTION = (
+    "Radial velocity removed before the analysis: lambda_rest = lambda_obs / (1 + rv/c), "
+    "i.e. c z (optical convention)"
+)
+_RV_ERR_DESCRIPTION = "Uncertainty of rv (1 sigma; masked when not known)"
+_RV_SOURCE_DESCRIPTION = (
+    "Origin of rv: given (by the caller), header (from the input file), "
+    "estimated (measured by stellarml), none (unknown; 0 used)"
+)
 _FLAGS_DESCRIPTION = "Quality flags: bitmask of stellarml.flags.LabelFlag (0 = no warning)"
 _FLAG_NAMES_DESCRIPTION = "Names of the quality flags set, comma-separated"
 _MESSAGE_DESCRIPTION = "Why the spectrum could not be analysed (empty when it was)"
@@ -101,6 +109,8 @@ _COLUMN_UCDS = {
     "id": "meta.id;meta.main",
     "snr": "stat.snr",
     "rv": "spect.dopplerVeloc.opt",
+    "rv_err": "stat.error;spect.dopplerVeloc.opt",
+    "rv_source": "meta.code;spect.dopplerVeloc.opt",
     "flags": "meta.code.qual",
     "flag_names": "meta.code.qual",
     "message": "meta.note",
@@ -139,7 +149,7 @@ def column_ucds(label_names, diagnostics=()):
         spec = get_label(name) if isinstance(name, str) else name
         for suffix, _, _, ucd in _STAT_COLUMNS:
             out[spec.name + suffix] = ucd.format(ucd=spec.ucd)
-    for name in ("snr", "rv"):
+    for name in ("snr", "rv", "rv_err", "rv_source"):
         out[name] = _COLUMN_UCDS[name]
     specs = [get_label(name) if isinstance(name, str) else name for name in label_names]
     for name in diagnostics:
@@ -167,7 +177,18 @@ def _diagnostic_columns(spec, label_specs):
 
 
 def build_label_table(
-    label_specs, summaries, flags, snr, rv, meta, ids=None, *, messages=None, diagnostics=None
+    label_specs,
+    summaries,
+    flags,
+    snr,
+    rv,
+    meta,
+    ids=None,
+    *,
+    messages=None,
+    diagnostics=None,
+    rv_err=None,
+    rv_source=None,
 ):
     """Build the output table of derived labels.
 
@@ -200,6 +221,13 @@ def build_label_table(
     messages : sequence of str, optional
         Human-readable reason per row for fatal flags (``""`` when fine); adds
         a last column ``message``.
+    rv_err : array-like of float or `~astropy.units.Quantity`, shape (n,), optional
+        Uncertainty of ``rv`` [km/s when a plain number]; non-finite values are
+        masked. Default: all masked (unknown).
+    rv_source : sequence of str, shape (n,), optional
+        Origin of each ``rv``: one of ``"given"``, ``"header"``,
+        ``"estimated"``, ``"none"`` (`stellarml.spectra.RV_SOURCES`). Default:
+        ``"given"``.
     diagnostics : dict, optional
         ``{name: values}`` of diagnostics registered in
         `stellarml.labels.DIAGNOSTICS`: ``(n,)`` arrays, or ``{label: (n,)}``
@@ -272,6 +300,22 @@ def build_label_table(
     _check_length("rv", rv, n)
     table["rv"] = Masked(rv * (u.km / u.s), mask=~np.isfinite(rv))
     _describe(table["rv"], _RV_DESCRIPTION, _COLUMN_UCDS["rv"])
+    rv_err = np.full(n, np.nan) if rv_err is None else _as_values(rv_err, u.km / u.s, "rv_err")
+    _check_length("rv_err", rv_err, n)
+    bad = ~np.isfinite(rv_err)
+    table["rv_err"] = Masked(np.where(bad, np.nan, rv_err) * (u.km / u.s), mask=bad)
+    _describe(table["rv_err"], _RV_ERR_DESCRIPTION, _COLUMN_UCDS["rv_err"])
+    rv_source = (
+        np.full(n, "given") if rv_source is None else np.asarray(rv_source).astype(str).ravel()
+    )
+    _check_length("rv_source", rv_source, n)
+    from .spectra.prepare import RV_SOURCES
+
+    unknown = sorted(set(rv_source.tolist()) - set(RV_SOURCES))
+    if unknown:
+        raise ValueError(f"rv_source values must be among {RV_SOURCES}, got {unknown}")
+    table["rv_source"] = Column(rv_source)
+    _describe(table["rv_source"], _RV_SOURCE_DESCRIPTION, _COLUMN_UCDS["rv_source"])
 
     for name, values in (diagnostics or {}).items():
         spec = get_diagnostic(name)

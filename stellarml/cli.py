@@ -11,7 +11,7 @@ import numpy as np
 __all__ = ["main"]
 
 #: Exit status of ``stellarml derive`` when some input files could not be read (the table
-#: is written, their rows flagged ``BAD_INPUT``).
+#: is written, their rows flagged ``BAD_INPUT``; ``--allow-unreadable`` exits 0 instead).
 EXIT_UNREADABLE = 3
 
 _FORMATS = {".xml": "votable", ".vot": "votable", ".ecsv": "ascii.ecsv", ".fits": "fits"}
@@ -56,6 +56,11 @@ def _cmd_derive(args):
     from .analysis import _check_model_precision, _resolve_model
 
     distributed = args.workers is not None or args.scheduler is not None
+    if distributed and (args.rv is not None or args.medium is not None):
+        raise SystemExit(
+            "stellarml: --rv and --medium are not available with --workers/--scheduler; "
+            "the Dask path takes each spectrum's own (or estimates the RV)"
+        )
     _check_output(args.output, args.format, args.files, folder_ok=distributed)
     model = _resolve_model(args.model)
     _check_model_precision(model, args.precision)
@@ -67,7 +72,12 @@ def _cmd_derive(args):
     from .io.files import prepare_inputs
 
     batch, rows = prepare_inputs(
-        args.files, model.preparation, resolution=args.resolution, format=args.input_format
+        args.files,
+        model.preparation,
+        resolution=args.resolution,
+        format=args.input_format,
+        rv=args.rv,
+        medium=args.medium,
     )
     table, _ = _compute_label_table(
         model,
@@ -90,7 +100,7 @@ def _cmd_derive(args):
             "(rows flagged BAD_INPUT)",
             file=sys.stderr,
         )
-        return EXIT_UNREADABLE
+        return 0 if args.allow_unreadable else EXIT_UNREADABLE
     return 0
 
 
@@ -114,7 +124,7 @@ def _derive_distributed(args, model):
         progress=not args.quiet,
     )
     print(f"wrote {result['rows']} rows to {args.output}")
-    return 0 if not result["unreadable"] else EXIT_UNREADABLE
+    return 0 if not result["unreadable"] or args.allow_unreadable else EXIT_UNREADABLE
 
 
 def _cmd_info(args):
@@ -184,7 +194,33 @@ def _parser():
         default="fp32",
         help="arithmetic of the network (bf16: CPU or CUDA; fp16: CUDA only)",
     )
-    d.add_argument("--resolution", type=float, default=None, help="resolving power of the inputs")
+    d.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="resolving power R of every input (default: each file's; unknown: the model's "
+        "is assumed and RESOLUTION_ASSUMED set)",
+    )
+    d.add_argument(
+        "--rv",
+        type=float,
+        default=None,
+        metavar="KM_S",
+        help="radial velocity of every input in km/s (default: each file's, else measured)",
+    )
+    d.add_argument(
+        "--medium",
+        choices=("air", "vacuum"),
+        default=None,
+        help="wavelength medium of every input (default: each file's; unknown: vacuum is "
+        "assumed and MEDIUM_ASSUMED set)",
+    )
+    d.add_argument(
+        "--allow-unreadable",
+        action="store_true",
+        help=f"exit 0 when some files cannot be read (default: exit {EXIT_UNREADABLE}; "
+        "their rows are flagged BAD_INPUT either way)",
+    )
     d.add_argument(
         "--input-format",
         default=None,

@@ -31,6 +31,12 @@ class LabelFlag(enum.IntFlag):
     NO_UNCERTAINTY = 64
     #: The input resolution was unknown and assumed equal to the model's.
     RESOLUTION_ASSUMED = 128
+    #: The wavelength medium (air or vacuum) of the input was unknown and assumed to
+    #: be vacuum (no ``meta["medium"]`` and no ``medium=`` argument).
+    MEDIUM_ASSUMED = 256
+    #: The radial velocity was estimated (no RV was known) and the estimate failed
+    #: or is ambiguous; the spectrum was analysed at the reported ``rv``.
+    RV_UNRELIABLE = 512
 
 
 #: Bits that leave no labels.

@@ -171,3 +171,61 @@ def test_inverse_variance_masking_equivalent(model, examples):
     a = derive_labels(masked, model=model)
     b = derive_labels(zeroed, model=model)
     np.testing.assert_allclose(np.asarray(a["teff"]), np.asarray(b["teff"]), rtol=1e-5)
+
+
+def _without_rv_or_meta(spec):
+    return Spectrum(
+        flux=spec.flux,
+        spectral_axis=spec.spectral_axis.value * spec.spectral_axis.unit,
+        uncertainty=spec.uncertainty,
+        mask=spec.mask,
+    )
+
+
+def test_readme_boss_example_uses_the_file_rv_and_lsf(model, data_dir):
+    """The README's example: Spectrum.read + derive_labels on the BOSS G1V star."""
+    from astropy import log
+
+    boss = Spectrum.read(data_dir / "sdss" / "spec-3586-55181-0500.fits")
+    with log.log_to_list() as records:
+        table = derive_labels(boss, model=model)
+    assert not [r for r in records if r.levelname == "WARNING"]
+    assert table["rv"][0].unmasked.to_value(u.km / u.s) == pytest.approx(-30.35, abs=0.01)
+    assert table["rv_err"][0].unmasked.to_value(u.km / u.s) == pytest.approx(3.22, abs=0.01)
+    assert table["rv_source"][0] == "header"
+    flags = int(table["flags"][0])
+    assert not flags & int(LabelFlag.RESOLUTION_ASSUMED | LabelFlag.MEDIUM_ASSUMED)
+    # recorded in CHANGES.rst: the domain flag still fires for this star
+    assert flags == int(LabelFlag.OUTSIDE_TRAINING_DOMAIN)
+    # the same pixels with nothing known: the RV is measured, resolution and medium
+    # assumed, each said once
+    bare = _without_rv_or_meta(boss)
+    with log.log_to_list() as records:
+        guessed = derive_labels([bare, bare], model=model)
+    warned = [r.getMessage() for r in records if r.levelname == "WARNING"]
+    assert len(warned) == 2 and all(w.startswith("stellarml: 2 of 2 spectra: ") for w in warned)
+    assert list(guessed["rv_source"]) == ["estimated"] * 2
+    # 16.5 km/s above the pipeline's (benchmarks/RESULTS.md), with a ~1.6 km/s formal error
+    assert guessed["rv"][0].unmasked.to_value(u.km / u.s) == pytest.approx(-13.9, abs=2.0)
+    assert 0 < guessed["rv_err"][0].unmasked.to_value(u.km / u.s) < 3
+    both = int(LabelFlag.RESOLUTION_ASSUMED | LabelFlag.MEDIUM_ASSUMED)
+    assert np.all(np.asarray(guessed["flags"]) & both == both)
+    # told everything: the header's answer again, rv_source "given"
+    told = derive_labels(bare, model=model, rv=-30.35, resolution=1834.5, medium="vacuum")
+    assert told["rv_source"][0] == "given" and np.ma.is_masked(told["rv_err"][0])
+    teff = table["teff"][0].unmasked.to_value(u.K)
+    assert told["teff"][0].unmasked.to_value(u.K) == pytest.approx(teff, abs=1)
+
+
+def test_rv_sources_in_one_table(model, data_dir, examples):
+    lamost = Spectrum.read(data_dir / "lamost" / "3703110.fits")
+    spectra, _ = examples
+    table = derive_labels([lamost, spectra[0], _without_rv_or_meta(lamost)], model=model)
+    assert list(table["rv_source"]) == ["header", "estimated", "estimated"]
+    z_rv = 299792.458 * lamost.meta["z"]
+    assert table["rv"][0].unmasked.to_value(u.km / u.s) == pytest.approx(z_rv, rel=1e-12)
+    assert abs(table["rv"][1].unmasked.to_value(u.km / u.s)) < 3  # the example spectra are at rest
+    assert table["rv"][2].unmasked.to_value(u.km / u.s) == pytest.approx(z_rv, abs=8)
+    # rv=0 is an answer, not a gap: nothing is measured
+    zero = derive_labels(spectra, model=model, rv=0)
+    assert set(zero["rv_source"]) == {"given"} and np.all(zero["rv"].value == 0)

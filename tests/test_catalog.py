@@ -78,6 +78,8 @@ def table():
         meta,
         ids=ids,
         messages=messages,
+        rv_err=[0.5, np.nan, np.nan, 2.0, 1.5, np.inf],
+        rv_source=["header", "given", "none", "estimated", "header", "given"],
     )
 
 
@@ -86,7 +88,7 @@ def test_columns_units_and_order(table):
     expected = ["id"]
     for name in LABELS:
         expected += [name + s for s in ("", "_err_lo", "_err_hi", "_p16", "_p50", "_p84", "_mode")]
-    expected += ["snr", "rv", "flags", "flag_names", "message"]
+    expected += ["snr", "rv", "rv_err", "rv_source", "flags", "flag_names", "message"]
     assert table.colnames == expected
     for name in LABELS:
         for suffix in ("", "_err_lo", "_err_hi", "_p16", "_p50", "_p84", "_mode"):
@@ -94,6 +96,8 @@ def test_columns_units_and_order(table):
             assert isinstance(table[name + suffix], Masked)
     assert table["logg"].unit == u.dex
     assert table["rv"].unit == u.km / u.s
+    assert table["rv_err"].unit == u.km / u.s and isinstance(table["rv_err"], Masked)
+    assert isinstance(table["rv_source"], Column) and table["rv_source"].dtype.kind == "U"
     assert table["flags"].dtype == np.int32
     assert isinstance(table["snr"], MaskedColumn)
     assert isinstance(table["flag_names"], Column)
@@ -113,10 +117,14 @@ def test_values_errors_and_masks(table):
         table["teff_err_hi"].unmasked.value[good], (summaries["teff"]["p84"] - med)[good]
     )
     assert np.all(table["teff_err_lo"].unmasked.value[good] > 0)
-    for name in table.colnames[1:-5]:
+    for name in table.colnames[1:-7]:
         np.testing.assert_array_equal(table[name].mask, ~good)
     np.testing.assert_array_equal(table["snr"].mask, [False, False, True, False, True, False])
     assert not np.any(table["rv"].mask)
+    # unknown (NaN) and non-finite rv errors are masked; the others kept, in km/s
+    np.testing.assert_array_equal(table["rv_err"].mask, [False, True, True, False, False, True])
+    np.testing.assert_allclose(table["rv_err"].unmasked.value[[0, 3, 4]], [0.5, 2.0, 1.5])
+    assert list(table["rv_source"]) == ["header", "given", "none", "estimated", "header", "given"]
     assert list(table["flag_names"]) == [
         "",
         "LOW_SNR",
@@ -157,6 +165,8 @@ def test_ucds_and_descriptions(table):
     assert ucds["fe_h_mode"] == "phys.abund.Fe;stat.value"
     assert ucds["snr"] == "stat.snr"
     assert ucds["rv"] == "spect.dopplerVeloc.opt"
+    assert ucds["rv_err"] == "stat.error;spect.dopplerVeloc.opt"
+    assert ucds["rv_source"] == "meta.code;spect.dopplerVeloc.opt"
     assert ucds["flags"] == "meta.code.qual"
     for name in table.colnames:
         col = table[name]
@@ -323,3 +333,19 @@ def test_docs_flag_table_matches_labelflag():
     documented = {name: (int(value), fatal == "yes") for value, name, fatal in rows}
     actual = {f.name: (int(f), bool(f & FATAL)) for f in LabelFlag}
     assert documented == actual
+
+
+def test_rv_columns_defaults_and_bad_values():
+    summaries = {"teff": {k: np.ones(2) for k in ("median", "p16", "p84", "mode")}}
+    t = build_label_table(["teff"], summaries, [0, 0], [1.0, 2.0], [0.0, 1.0], {})
+    assert list(t["rv_source"]) == ["given", "given"] and np.all(t["rv_err"].mask)
+    t = build_label_table(
+        ["teff"], summaries, [0, 0], [1.0, 2.0], [0.0, 1.0], {}, rv_err=[1.0, 2.0] * u.m / u.s
+    )
+    np.testing.assert_allclose(t["rv_err"].unmasked.to_value(u.km / u.s), [0.001, 0.002])
+    with pytest.raises(ValueError, match=r"rv_source values must be among .*'guessed'"):
+        build_label_table(
+            ["teff"], summaries, [0, 0], [1, 2], [0, 1], {}, rv_source=["given", "guessed"]
+        )
+    with pytest.raises(ValueError, match="rv_err"):
+        build_label_table(["teff"], summaries, [0, 0], [1, 2], [0, 1], {}, rv_err=[1.0])

@@ -88,3 +88,43 @@ def test_unknown_output_format(data_dir, tmp_path):
                 str(tmp_path / "x.unknown"),
             ]
         )
+
+
+def test_derive_rv_medium_and_resolution_options(data_dir, tmp_path):
+    boss = data_dir / "sdss" / "spec-3586-55181-0500.fits"
+    miles = data_dir / "miles" / "MILES_res2.50_star_m0001V.fits"
+    out = tmp_path / "auto.ecsv"
+    assert main(["derive", str(boss), str(miles), "-o", str(out)]) == 0
+    auto = LabelTable.read(out, format="ascii.ecsv")
+    assert list(auto["rv_source"]) == ["header", "header"]
+    assert float(auto["rv"].unmasked.value[0]) == pytest.approx(-30.35, abs=0.01)
+    assert float(auto["rv_err"].unmasked.value[0]) == pytest.approx(3.22, abs=0.01)
+    assert not np.any(np.asarray(auto["flags"]) & int(LabelFlag.RESOLUTION_ASSUMED))
+    # told: the same rv, medium and resolution for every file
+    out = tmp_path / "told.ecsv"
+    args = ["--rv", "12.5", "--medium", "vacuum", "--resolution", "2000"]
+    assert main(["derive", str(boss), str(miles), "-o", str(out), *args]) == 0
+    told = LabelTable.read(out, format="ascii.ecsv")
+    assert list(told["rv_source"]) == ["given", "given"]
+    np.testing.assert_array_equal(told["rv"].unmasked.value, [12.5, 12.5])
+    assert np.all(told["rv_err"].mask)
+    # MILES is in air: calling it vacuum moves its lines by ~1.5 Angstrom and its labels
+    assert abs(told["teff"].unmasked.value[1] - auto["teff"].unmasked.value[1]) > 1.0
+    with pytest.raises(SystemExit):
+        main(["derive", str(boss), "-o", str(out), "--medium", "glass"])
+    with pytest.raises(SystemExit, match="--rv and --medium are not available with --workers"):
+        main(["derive", str(boss), "-o", str(tmp_path / "parts"), "--workers", "2", "--rv", "0"])
+
+
+def test_allow_unreadable_carries_on_with_exit_zero(data_dir, tmp_path, capsys):
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"not a fits file")
+    good = data_dir / "lamost" / "3706009.fits"
+    out = tmp_path / "labels.ecsv"
+    assert main(["derive", str(good), str(junk), "-o", str(out), "--allow-unreadable"]) == 0
+    table = LabelTable.read(out, format="ascii.ecsv")
+    assert list(table["rv_source"]) == ["header", "none"]
+    assert table["flags"][1] & int(LabelFlag.BAD_INPUT)
+    assert "1 of 2 files could not be read" in capsys.readouterr().err
+    # every file unreadable: still a table, still the exit status
+    assert main(["derive", str(junk), "-o", str(out)]) == EXIT_UNREADABLE

@@ -57,7 +57,17 @@ def read_spectrum_file(path, *, format=None, retries=1, wait=0.1):
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def prepare_inputs(inputs, preparation, *, resolution=None, format=None, retries=1):
+def prepare_inputs(
+    inputs,
+    preparation,
+    *,
+    resolution=None,
+    format=None,
+    retries=1,
+    rv=None,
+    medium=None,
+    estimate_rv=True,
+):
     """Read (where needed) and prepare spectra, keeping every input's rows in order.
 
     Parameters
@@ -73,6 +83,13 @@ def prepare_inputs(inputs, preparation, *, resolution=None, format=None, retries
         specutils loader of every file (default: identified per file).
     retries : int, optional
         Extra read attempts per file (`read_spectrum_file`).
+    rv : float or `~astropy.units.Quantity`, optional
+        Radial velocity of every input [km/s] (else each spectrum's own).
+    medium : {"air", "vacuum"}, optional
+        Wavelength medium of every input (else each spectrum's ``meta``).
+    estimate_rv : bool, optional
+        Measure the radial velocity of spectra without one (default True, as
+        `stellarml.derive_labels` does: `~stellarml.spectra.prepare_with_rv`).
 
     Returns
     -------
@@ -104,19 +121,24 @@ def prepare_inputs(inputs, preparation, *, resolution=None, format=None, retries
             row.flags |= int(LabelFlag.BAD_INPUT)
             row.messages = [f"could not read {item}: {_reader_error(exc)}"]
             failed[i] = row
-    prepared = iter(_prepare_each(spectra, preparation, resolution) if spectra else [])
+    options = {"resolution": resolution, "rv": rv, "medium": medium, "estimate_rv": estimate_rv}
+    prepared = iter(_prepare_each(spectra, preparation, options) if spectra else [])
     batches = [failed[i] if i in failed else next(prepared) for i in range(len(inputs))]
     rows = np.asarray([len(b) for b in batches], dtype=int)
     return PreparedBatch.concatenate(batches), rows
 
 
-def _prepare_each(spectra, preparation, resolution):
+def _prepare_each(spectra, preparation, options):
     """One batch per spectrum object, from a single `prepare` call over all of them."""
-    from ..spectra import prepare
+    from ..spectra import prepare, prepare_with_rv
     from ..spectra.prepare import input_rows
 
     counts = [input_rows(s) for s in spectra]
-    batch = prepare(list(spectra), preparation, resolution=resolution)
+    options = dict(options)
+    if options.get("rv") is not None and np.ndim(options["rv"]) != 0:
+        raise ValueError("prepare_inputs: rv must be one number for all inputs")
+    how = prepare_with_rv if options.pop("estimate_rv") else prepare
+    batch = how(list(spectra), preparation, **options)
     edges = np.concatenate([[0], np.cumsum(counts)])
     return [batch[int(a) : int(b)] for a, b in itertools.pairwise(edges)]
 

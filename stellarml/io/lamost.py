@@ -22,6 +22,7 @@ from astropy.nddata import InverseVariance
 from specutils import Spectrum
 from specutils.io.registers import data_loader
 
+from ..spectra.doppler import C_KMS
 from ._common import (
     LOADER_PRIORITY,
     file_label,
@@ -212,7 +213,9 @@ def read_lamost(file_obj, *, mask_from="andmask", use_redshift=True, **kwargs):
         ``snr_z``, ``z``, ``z_err``, ``class``, ``subclass``, ``data_release``,
         ``andmask``, ``ormask``, ``normalized_flux`` (the pipeline's normalised
         spectrum, DR8+ only), ``medium`` ("vacuum") and ``resolution``
-        (`LAMOST_RESOLUTION`, the nominal R of the survey).
+        (`LAMOST_RESOLUTION`, the nominal R of the survey); with the redshift
+        attached also ``rv_source`` ("header"), ``rv_keyword`` ("Z") and
+        ``rv_err`` (``c Z_ERR`` [km/s], when the header gives ``Z_ERR``).
 
     Raises
     ------
@@ -237,6 +240,10 @@ def read_lamost(file_obj, *, mask_from="andmask", use_redshift=True, **kwargs):
         meta["normalized_flux"] = norm
     redshift = meta["z"] if use_redshift else None
     extra = {} if redshift is None else {"redshift": redshift}
+    if redshift is not None:
+        meta["rv_source"], meta["rv_keyword"] = "header", "Z"
+        if meta["z_err"] is not None and meta["z_err"] >= 0:
+            meta["rv_err"] = C_KMS * meta["z_err"]
     return Spectrum(
         flux=flux * u.dimensionless_unscaled,
         spectral_axis=wave * u.AA,

@@ -16,8 +16,11 @@ good). The resulting `~specutils.Spectrum` has
 * ``flux`` in ``u.dimensionless_unscaled`` (MILES fluxes are relative),
 * ``spectral_axis`` in Angstrom (air),
 * ``meta = {"medium": "air", "lsf_fwhm": FWHM * u.AA, "miles_id": "0001",
-  "header": header}``; ``miles_id`` is the four-digit star number from the
-  file name (None if the name does not contain one).
+  "header": header, "rv_source": "header", "rv_keyword": "rest frame (MILES)"}``;
+  ``miles_id`` is the four-digit star number from the file name (None if the name
+  does not contain one),
+* ``radial_velocity`` 0 km/s: the MILES spectra are published in the stars' rest
+  frame (Sanchez-Blazquez et al. 2006, Sect. 3), so nothing is estimated for them.
 """
 
 import os
@@ -131,8 +134,10 @@ def miles_loader(file_obj, **kwargs):
         meta["lsf_fwhm"] = float(fwhm) * u.AA
     meta["miles_id"] = match.group(1) if match else None
     meta["header"] = header
+    meta["rv_source"], meta["rv_keyword"] = "header", "rest frame (MILES)"
     return Spectrum(
         flux=flux * u.dimensionless_unscaled,
         spectral_axis=(wavelength * wave_unit).to(u.AA),
         meta=meta,
+        radial_velocity=0.0 * (u.km / u.s),
     )

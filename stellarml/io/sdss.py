@@ -1,9 +1,12 @@
 """Make specutils' own SDSS/BOSS and APOGEE spectra ready for `stellarml.spectra`.
 
-specutils reads these formats itself (``Spectrum.read`` identifies them as
-``"SDSS-III/IV spec"``, ``"APOGEE apStar"`` and ``"APOGEE apVisit"``); stellarml does
-not register loaders of its own for them. What specutils returns needs a little more
-before it is fit for `stellarml.spectra.prepare`:
+specutils reads these formats itself (as ``"SDSS-III/IV spec"``, ``"APOGEE apStar"``
+and ``"APOGEE apVisit"``), but what it returns needs a little more before it is fit
+for `stellarml.spectra.prepare`. Importing `stellarml.io` therefore registers two
+loaders of higher priority, ``"SDSS-BOSS-stellarml"`` (`read_boss`) and
+``"SDSS-APOGEE-stellarml"`` (`read_apogee`), so that a plain ``Spectrum.read`` of
+these files gives what the functions here give (specutils' own loaders stay
+available through ``format=``):
 
 * **apVisit** files store the three detector chips red-to-blue, each in decreasing
   wavelength, so the spectrum specutils builds has a strictly *decreasing* spectral
@@ -15,10 +18,15 @@ before it is fit for `stellarml.spectra.prepare`:
 * **apVisit** wavelengths are observed (not even barycentric-corrected); the helpers
   attach the pipeline's relative velocity ``VRAD`` as the spectrum's
   ``radial_velocity``, so ``prepare`` moves the spectrum to the rest frame. apStar
-  spectra are already in the stellar rest frame.
+  spectra are already in the stellar rest frame: they get ``radial_velocity = 0``
+  with ``meta["rv_err"]`` from ``VERR`` and the pipeline's ``VHELIO`` kept in
+  ``meta["vhelio"]``.
 * **BOSS** ``spec`` files: the helpers attach the pipeline redshift (HDU 2 ``Z`` when
-  ``ZWARNING == 0``) and the median resolving power from the per-pixel LSF width
-  ``WDISP``.
+  ``ZWARNING == 0``, with ``meta["rv_err"] = c Z_ERR``) and the median resolving
+  power from the per-pixel LSF width ``WDISP``.
+* A radial velocity taken from the file is marked ``meta["rv_source"] = "header"``
+  (``meta["rv_keyword"]`` names where it came from), one given by the caller
+  ``"given"``; `stellarml.derive_labels` reports it in its ``rv_source`` column.
 * Every spectrum gets ``meta["medium"] = "vacuum"`` (all SDSS spectra use vacuum
   wavelengths) and ``meta["resolution"]``.
 
@@ -30,15 +38,27 @@ import warnings
 
 import astropy.units as u
 import numpy as np
+from astropy.io.registry import IORegistryError
 from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum, SpectrumList
+from specutils.io.registers import data_loader
 
-from ._common import file_label, header_float, header_str, open_hdulist
+from ..spectra.doppler import C_KMS
+from ._common import (
+    LOADER_PRIORITY,
+    file_label,
+    header_float,
+    header_str,
+    identify_hdulist,
+    open_hdulist,
+)
 
 __all__ = [
     "APOGEE_BAD_PIXMASK",
     "APOGEE_PIXMASK_BITS",
     "APOGEE_RESOLUTION",
+    "identify_apogee",
+    "identify_boss",
     "read_apogee",
     "read_boss",
     "sdss_for_stellarml",
@@ -109,9 +129,11 @@ def sdss_for_stellarml(spectrum, *, rv=None):
     Works on the object alone (no file access): it puts the pixels in increasing
     wavelength, sets ``meta["medium"] = "vacuum"`` and a nominal
     ``meta["resolution"]``, masks non-finite fluxes and non-positive or non-finite
-    uncertainties, and for apVisit spectra attaches ``VRAD`` from the header as the
-    radial velocity. Use `read_apogee` / `read_boss` to also get the file's pixel
-    masks and pipeline redshift.
+    uncertainties, and attaches the pipeline's radial velocity: apVisit ``VRAD`` from
+    the header (as the redshift ``VRAD / c``), apStar 0 (rest frame; ``VERR`` as
+    ``meta["rv_err"]``, ``VHELIO`` as ``meta["vhelio"]``), with ``meta["rv_source"]``
+    "header" and ``meta["rv_keyword"]``. Use `read_apogee` / `read_boss` to also get
+    the file's pixel masks and pipeline redshift.
 
     Parameters
     ----------
@@ -119,7 +141,8 @@ def sdss_for_stellarml(spectrum, *, rv=None):
         As returned by ``Spectrum.read`` for an apStar, apVisit or BOSS spec file
         (``meta["header"]`` is used to tell them apart).
     rv : `~astropy.units.Quantity` or float, optional
-        Radial velocity to attach (km/s if a plain number); overrides ``VRAD``.
+        Radial velocity to attach (km/s if a plain number; ``meta["rv_source"]``
+        "given"); overrides the file's.
 
     Returns
     -------
@@ -163,13 +186,26 @@ def sdss_for_stellarml(spectrum, *, rv=None):
     if spectrum.uncertainty is not None:
         err = np.asarray(spectrum.uncertainty.array, dtype=float)
         mask |= ~np.isfinite(err) | (err <= 0)
-    if rv is None and kind == "apvisit":
-        vrad = header_float(header, "VRAD")
-        rv = None if vrad is None else vrad
     overrides = {"meta": meta, "mask": mask[..., order]}
     if rv is not None:
-        overrides["radial_velocity"] = u.Quantity(rv, u.km / u.s)
-        meta["rv_source"] = "VRAD header keyword" if kind == "apvisit" else "user"
+        meta["rv_source"], meta["rv_keyword"] = "given", None
+        meta.pop("rv_err", None)
+    elif kind == "apvisit" and header_float(header, "VRAD") is not None:
+        rv = header_float(header, "VRAD")
+        meta["rv_source"], meta["rv_keyword"] = "header", "VRAD"
+    elif kind == "apstar":
+        # apStar spectra are shifted to the star's rest frame by the pipeline.
+        rv = 0.0
+        meta["rv_source"], meta["rv_keyword"] = "header", "rest frame (apStar)"
+        meta["vhelio"] = header_float(header, "VHELIO")
+        verr = header_float(header, "VERR")
+        if verr is not None:
+            meta["rv_err"] = verr
+    if rv is not None:
+        # attached as z = v / c: the pipelines' velocities shift by (1 + v/c), which is
+        # what `stellarml.spectra.prepare` applies for a redshift z (rv = c z), whereas
+        # specutils would turn a radial_velocity into z relativistically
+        overrides["redshift"] = u.Quantity(rv, u.km / u.s).to_value(u.km / u.s) / C_KMS
     return _reorder(spectrum, order, **overrides)
 
 
@@ -266,7 +302,7 @@ def read_apogee(file_obj, *, split_chips=False, bad_bits=APOGEE_BAD_PIXMASK, row
                 uncertainty=StdDevUncertainty(spec.uncertainty.array[sl]),
                 mask=spec.mask[sl],
                 meta={**spec.meta, "chip": chip, "pixmask": spec.meta["pixmask"][sl]},
-                radial_velocity=spec.radial_velocity,
+                redshift=spec.redshift,
             )
         )
     return chips
@@ -290,7 +326,9 @@ def read_boss(file_obj, *, use_redshift=True):
         mask from ``and_mask``) with non-finite fluxes and ``ivar <= 0`` also
         masked, and ``meta`` holding ``medium`` ("vacuum"), ``resolution`` (the
         median of lambda / FWHM over unmasked pixels from ``WDISP``), ``z``,
-        ``zwarning``, ``class`` and ``subclass``.
+        ``z_err``, ``zwarning``, ``class`` and ``subclass``; with the redshift
+        attached also ``rv_source`` ("header"), ``rv_keyword`` ("Z") and
+        ``rv_err`` (``c Z_ERR`` [km/s]).
 
     Raises
     ------
@@ -306,7 +344,7 @@ def read_boss(file_obj, *, use_redshift=True):
         info = {}
         if len(hdul) > 2 and hdul[2].data is not None:
             table = hdul[2].data
-            for name in ("Z", "ZWARNING", "CLASS", "SUBCLASS"):
+            for name in ("Z", "Z_ERR", "ZWARNING", "CLASS", "SUBCLASS"):
                 if name in table.columns.names:
                     value = table[name][0]
                     info[name.lower()] = value.strip() if isinstance(value, str) else value
@@ -321,6 +359,7 @@ def read_boss(file_obj, *, use_redshift=True):
     meta = dict(spec.meta)
     meta["resolution"] = float(np.median(1.0 / fwhm_dloglam)) if good.any() else None
     meta["z"] = None if "z" not in info else float(info["z"])
+    meta["z_err"] = None if "z_err" not in info else float(info["z_err"])
     meta["zwarning"] = None if "zwarning" not in info else int(info["zwarning"])
     meta["class"] = info.get("class")
     meta["subclass"] = info.get("subclass")
@@ -335,6 +374,10 @@ def read_boss(file_obj, *, use_redshift=True):
     out = sdss_for_stellarml(spec)
     z = meta["z"]
     if use_redshift and z is not None and np.isfinite(z) and meta["zwarning"] == 0:
+        out.meta["rv_source"], out.meta["rv_keyword"] = "header", "Z"
+        z_err = meta["z_err"]
+        if z_err is not None and np.isfinite(z_err) and z_err >= 0:
+            out.meta["rv_err"] = C_KMS * z_err
         out = Spectrum(
             flux=out.flux,
             spectral_axis=u.Quantity(out.spectral_axis),
@@ -344,3 +387,84 @@ def read_boss(file_obj, *, use_redshift=True):
             redshift=z,
         )
     return out
+
+
+def identify_boss(origin, *args, **kwargs):
+    """Identifier for the astropy I/O registry: is this an SDSS-III/IV BOSS ``spec`` file?
+
+    True for a FITS file with an SDSS primary header (``TELESCOP = 'SDSS 2.5-M'``, no
+    APOGEE keywords) and a ``COADD`` table in HDU 1 with a ``wdisp`` column.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises.
+    """
+
+    def test(hdul):
+        return (
+            _kind(hdul[0].header) == "boss"
+            and len(hdul) > 1
+            and getattr(hdul[1], "columns", None) is not None
+            and "wdisp" in hdul[1].columns.names
+        )
+
+    return identify_hdulist(args, test)
+
+
+def identify_apogee(origin, *args, **kwargs):
+    """Identifier for the astropy I/O registry: an APOGEE apStar or apVisit file?
+
+    True for a FITS file whose primary header `read_apogee` recognises as apStar or
+    apVisit and that has the pixel mask in HDU 3.
+
+    Parameters
+    ----------
+    origin : str
+        ``"read"``, as passed by the astropy I/O registry.
+    *args
+        ``(path, fileobj, *read_args)`` as passed by the astropy I/O registry.
+    **kwargs
+        The ``read`` keyword arguments (ignored).
+
+    Returns
+    -------
+    bool
+        Never raises.
+    """
+
+    def test(hdul):
+        return _kind(hdul[0].header) in ("apstar", "apvisit") and len(hdul) > 3
+
+    return identify_hdulist(args, test)
+
+
+def _register():
+    """Register the BOSS and APOGEE loaders (once; re-importing is harmless)."""
+    loaders = (
+        ("SDSS-BOSS-stellarml", identify_boss, read_boss),
+        ("SDSS-APOGEE-stellarml", identify_apogee, read_apogee),
+    )
+    for name, identifier, reader in loaders:
+        try:
+            data_loader(
+                name,
+                identifier=identifier,
+                dtype=Spectrum,
+                extensions=["fits", "fit", "fits.gz"],
+                priority=LOADER_PRIORITY,
+            )(reader)
+        except IORegistryError:  # already registered (module reloaded)
+            pass
+
+
+_register()

@@ -3,7 +3,9 @@
 Array-level tools (plain float arrays, wavelengths in Angstrom, vectorised
 over ``(n_spectra, n_pixels)`` batches) and the specutils-level `prepare`:
 
-* `doppler_shift_wavelength`, `air_to_vacuum`, `vacuum_to_air`, `estimate_rv`
+* `doppler_shift_wavelength`, `air_to_vacuum`, `vacuum_to_air`, `estimate_rv`;
+  `measure_rv` (specutils spectra against the shipped `rv_templates`) and
+  `prepare_with_rv` (`prepare`, measuring the unknown radial velocities)
 * `log_lambda_grid`, `gaussian_broaden`
 * `resample_flux`, `InverseVarianceResampler`
 * `normalize_continuum`
@@ -29,12 +31,22 @@ from .kernels import (
     transfer_mask,
 )
 from .noise import der_snr_ivar, estimate_missing_noise
-from .prepare import PreparationSettings, PreparedBatch, prepare, prepare_arrays
+from .prepare import (
+    RV_SOURCES,
+    PreparationSettings,
+    PreparedBatch,
+    prepare,
+    prepare_arrays,
+    warn_assumptions,
+)
 from .resample import InverseVarianceResampler, resample_flux
+from .rv import MeasuredRV, measure_rv, prepare_with_rv, rv_templates
 
 __all__ = [
     "C_KMS",
+    "RV_SOURCES",
     "InverseVarianceResampler",
+    "MeasuredRV",
     "PreparationSettings",
     "PreparedBatch",
     "air_to_vacuum",
@@ -50,12 +62,16 @@ __all__ = [
     "macroturbulence_broaden",
     "macroturbulence_kernel",
     "mask_from_spectrum",
+    "measure_rv",
     "normalize_continuum",
     "prepare",
     "prepare_arrays",
+    "prepare_with_rv",
     "resample_flux",
     "rotational_broaden",
     "rotational_kernel",
+    "rv_templates",
     "transfer_mask",
     "vacuum_to_air",
+    "warn_assumptions",
 ]

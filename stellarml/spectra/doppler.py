@@ -2,7 +2,8 @@
 
 All functions here work on plain float arrays of wavelengths in Angstrom (a
 `~astropy.units.Quantity` is accepted too and converted), vectorised over
-batches.
+batches. `stellarml.spectra.measure_rv` (`stellarml.spectra.rv`) applies
+`estimate_rv` to specutils spectra.
 """
 
 import numpy as np
@@ -188,7 +189,16 @@ def _shift_rows(template, shift):
     return shifted, valid
 
 
-def estimate_rv(flux, ivar, loglam_grid_wavelength, template, rv_range=(-600, 600), step=None):
+def estimate_rv(
+    flux,
+    ivar,
+    loglam_grid_wavelength,
+    template,
+    rv_range=(-600, 600),
+    step=None,
+    *,
+    return_chi2=False,
+):
     """Radial velocities of a batch of spectra by chi-square template matching.
 
     The spectra and the template are on the same log-lambda uniform grid and
@@ -224,6 +234,8 @@ def estimate_rv(flux, ivar, loglam_grid_wavelength, template, rv_range=(-600, 60
         Velocity search range [km/s].
     step : float, optional
         Velocity step [km/s]; default: one pixel, ``c * dloglam``.
+    return_chi2 : bool, optional
+        Also return the reduced chi2 at the minimum (to compare templates).
 
     Returns
     -------
@@ -232,6 +244,9 @@ def estimate_rv(flux, ivar, loglam_grid_wavelength, template, rv_range=(-600, 60
         ``rv_range`` or the spectrum has no usable pixels.
     rv_err_kms : numpy.ndarray, shape (n,) (or float)
         Their 1-sigma uncertainties [km/s] (NaN likewise).
+    chi2_reduced : numpy.ndarray, shape (n,) (or float)
+        Only with ``return_chi2``: chi2 per degree of freedom at the minimum
+        (NaN likewise).
 
     Raises
     ------
@@ -308,6 +323,9 @@ def estimate_rv(flux, ivar, loglam_grid_wavelength, template, rv_range=(-600, 60
     good = inside & np.isfinite(curv) & (curv > 0) & (np.abs(offset) <= 1)
     rv = np.where(good, velocities[kc] + offset * step, np.nan)
     err = np.where(good, err, np.nan)
+    red = np.where(good, red, np.nan)
     if single:
-        return float(rv[0]), float(err[0])
-    return rv, err
+        out = (float(rv[0]), float(err[0]), float(red[0]))
+    else:
+        out = (rv, err, red)
+    return out if return_chi2 else out[:2]

@@ -14,7 +14,9 @@ specutils input. Both run the same steps (see ``docs/spectra.rst``):
    mapped into the input frame, where the input LSF is described);
 5. continuum normalisation (`normalize_continuum`);
 6. flags: ``NO_WAVELENGTH_OVERLAP``, ``TOO_FEW_GOOD_PIXELS``, ``BAD_INPUT``
-   (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``.
+   (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``,
+   ``MEDIUM_ASSUMED``; what was assumed is also logged (astropy's logger), once
+   per call.
 """
 
 import dataclasses
@@ -22,6 +24,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from astropy import log
 from astropy import units as u
 from specutils import Spectrum, SpectrumCollection
 
@@ -37,9 +40,21 @@ from .resample import (
     _ivar_from_uncertainty,
 )
 
-__all__ = ["PreparationSettings", "PreparedBatch", "prepare", "prepare_arrays"]
+__all__ = [
+    "RV_SOURCES",
+    "PreparationSettings",
+    "PreparedBatch",
+    "prepare",
+    "prepare_arrays",
+    "warn_assumptions",
+]
 
 _MEDIA = ("air", "vacuum")
+#: Where a row's radial velocity comes from: the caller's ``rv=`` ("given"), the
+#: spectrum (its ``radial_velocity``/``redshift``; "header" when a reader took it from
+#: the file, ``meta["rv_source"] == "header"``, else "given"), an estimate
+#: (`~stellarml.derive_labels`, "estimated"), or nowhere ("none": 0 was applied).
+RV_SOURCES = ("given", "header", "estimated", "none")
 #: Asymmetric clipping (below, above) of the continuum, as in `normalize_continuum`.
 CONTINUUM_CLIP = (2.0, 3.0)
 
@@ -191,9 +206,15 @@ class PreparedBatch:
         Median signal-to-noise ratio per input pixel over good pixels within
         the grid's range (NaN without uncertainties).
     rv : numpy.ndarray, (n,) float64
-        Radial velocity applied [km/s].
+        Radial velocity applied [km/s]: the rest frame is
+        ``lambda_obs / (1 + rv / c)``, so a spectrum's ``redshift`` z gives
+        ``rv = c z``.
     messages : list of str
         Why a row is fatally flagged ("" if it is not).
+    rv_err : numpy.ndarray, (n,) float64
+        Uncertainty of ``rv`` [km/s]; NaN when not known.
+    rv_source : numpy.ndarray, (n,) str
+        One of `RV_SOURCES` per row.
     """
 
     flux: np.ndarray
@@ -202,6 +223,17 @@ class PreparedBatch:
     snr: np.ndarray
     rv: np.ndarray
     messages: list
+    rv_err: np.ndarray = None
+    rv_source: np.ndarray = None
+
+    def __post_init__(self):
+        n = int(np.shape(self.flags)[0])
+        if self.rv_err is None:
+            self.rv_err = np.full(n, np.nan)
+        if self.rv_source is None:
+            self.rv_source = np.full(n, "given", dtype="<U9")
+        self.rv_err = np.asarray(self.rv_err, dtype=np.float64)
+        self.rv_source = np.asarray(self.rv_source, dtype="<U9")
 
     def __len__(self):
         return int(self.flags.shape[0])
@@ -217,6 +249,8 @@ class PreparedBatch:
             snr=self.snr[idx],
             rv=self.rv[idx],
             messages=[self.messages[i] for i in idx],
+            rv_err=self.rv_err[idx],
+            rv_source=self.rv_source[idx],
         )
 
     @classmethod
@@ -244,6 +278,8 @@ class PreparedBatch:
             snr=np.concatenate([b.snr for b in batches]),
             rv=np.concatenate([b.rv for b in batches]),
             messages=[m for b in batches for m in b.messages],
+            rv_err=np.concatenate([b.rv_err for b in batches]),
+            rv_source=np.concatenate([b.rv_source for b in batches]),
         )
 
     def to_tensors(self, device="cpu"):
@@ -268,7 +304,7 @@ class PreparedBatch:
         return flux, ivar
 
 
-def _empty_batch(n, npix):
+def _empty_batch(n, npix, rv_source="none"):
     return PreparedBatch(
         flux=np.zeros((n, npix), dtype=np.float32),
         ivar=np.zeros((n, npix), dtype=np.float32),
@@ -276,6 +312,8 @@ def _empty_batch(n, npix):
         snr=np.full(n, np.nan),
         rv=np.zeros(n),
         messages=[""] * n,
+        rv_err=np.full(n, np.nan),
+        rv_source=np.full(n, rv_source, dtype="<U9"),
     )
 
 
@@ -412,7 +450,7 @@ def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm,
     n = flux.shape[0]
     grid = settings.wavelength.to_value(u.AA)
     npix = grid.size
-    out = _empty_batch(n, npix)
+    out = _empty_batch(n, npix, rv_source="given")
     out.rv = rv.astype(np.float64).copy()
     flags = out.flags
     messages = out.messages
@@ -700,9 +738,12 @@ class _Block:
         "label",
         "mask",
         "medium",
+        "medium_assumed",
         "nrows",
         "resolution",
         "rv",
+        "rv_err",
+        "rv_source",
         "wave",
     )
 
@@ -710,6 +751,8 @@ class _Block:
         self.label = label
         self.nrows = nrows
         self.error = None
+        self.rv, self.rv_err, self.rv_source = 0.0, np.nan, "none"
+        self.medium_assumed = False
 
 
 def _iter_spectra(obj, path, depth=0):
@@ -755,7 +798,37 @@ def input_rows(spectra):
     return sum(_spectrum_rows(spec) for _, spec in _iter_spectra(spectra, "spectra"))
 
 
-def _block_from_spectrum(label, spec, resolution, fwhm):
+def _spectrum_rv(spec):
+    """(rv [km/s], rv_err [km/s], source) of one specutils spectrum.
+
+    A spectrum whose ``radial_velocity`` or ``redshift`` was set gives
+    ``rv = c z`` with z its ``redshift`` (specutils relates the two
+    relativistically), so that the rest frame ``lambda_obs / (1 + z)`` is exact;
+    one without either gives (0, NaN, "none"). ``meta["rv_source"] == "header"``
+    (set by the stellarml readers) and ``meta["rv_err"]`` are carried along.
+    """
+    axis = spec.spectral_axis
+    # specutils keeps None in SpectralAxis._radial_velocity until a radial velocity
+    # or redshift is set; the public property reads 0 km/s for both cases.
+    known = getattr(axis, "_radial_velocity", None) is not None
+    if not known and not hasattr(axis, "_radial_velocity"):
+        known = bool(spec.radial_velocity != 0)
+    if not known:
+        return 0.0, np.nan, "none"
+    rv = C_KMS * float(spec.redshift)
+    meta = spec.meta if isinstance(spec.meta, dict) else {}
+    source = "header" if meta.get("rv_source") == "header" else "given"
+    err = meta.get("rv_err")
+    if isinstance(err, u.Quantity):
+        err = err.to_value(u.km / u.s)
+    try:
+        err = float(err) if err is not None else np.nan
+    except (TypeError, ValueError):
+        err = np.nan
+    return rv, (err if np.isfinite(err) and err >= 0 else np.nan), source
+
+
+def _block_from_spectrum(label, spec, resolution, fwhm, medium=None):
     """Validate one specutils spectrum into a _Block (errors recorded, not raised)."""
     flux_q = spec.flux
     ndim = flux_q.ndim
@@ -808,12 +881,15 @@ def _block_from_spectrum(label, spec, resolution, fwhm):
             mask = mask.T
         mask = mask.reshape(nrows, npix)
     meta = spec.meta if isinstance(spec.meta, dict) else {}
-    medium = meta.get("medium", "vacuum")
-    if not isinstance(medium, str) or medium.lower() not in _MEDIA:
-        block.error = _BadInput(
-            f"{label}: meta['medium'] is {medium!r}; expected 'air' or 'vacuum'"
-        )
-        return block
+    if medium is None:
+        medium = meta.get("medium")
+        if medium is None:
+            medium, block.medium_assumed = "vacuum", True
+        if not isinstance(medium, str) or medium.lower() not in _MEDIA:
+            block.error = _BadInput(
+                f"{label}: meta['medium'] is {medium!r}; expected 'air' or 'vacuum'"
+            )
+            return block
     medium = medium.lower()
     try:
         if resolution is None and fwhm is None:
@@ -832,8 +908,7 @@ def _block_from_spectrum(label, spec, resolution, fwhm):
         mask = None if mask is None else mask[:, ::-1]
         res = res[::-1] if np.ndim(res) == 1 else res
         fw = fw[::-1] if np.ndim(fw) == 1 else fw
-    rv = getattr(spec, "radial_velocity", None)
-    block.rv = 0.0 if rv is None else float(rv.to_value(u.km / u.s))
+    block.rv, block.rv_err, block.rv_source = _spectrum_rv(spec)
     block.wave, block.flux, block.ivar, block.mask = wave, flux, ivar, mask
     block.medium, block.resolution, block.fwhm = medium, res, fw
     h = hashlib.blake2b(np.ascontiguousarray(wave).tobytes(), digest_size=16)
@@ -843,7 +918,7 @@ def _block_from_spectrum(label, spec, resolution, fwhm):
     return block
 
 
-def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
+def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=None):
     """Prepare specutils spectra for a model: one row per input spectrum, in order.
 
     Accepts a `~specutils.Spectrum` (1-D, or a 2-D batch sharing one
@@ -877,8 +952,12 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
     settings : PreparationSettings
         The model's grid and preparation parameters.
     rv : float, array-like or `~astropy.units.Quantity`, optional
-        Radial velocity [km/s], one for all or one per output row. Default:
-        each spectrum's ``radial_velocity`` (0 unless set).
+        Radial velocity [km/s], one for all or one per output row
+        (``rv_source`` "given"). Default: each spectrum's ``redshift`` z as
+        ``rv = c z`` (so the rest frame is ``lambda_obs / (1 + z)``, exactly,
+        also for a ``radial_velocity``, which specutils turns into z
+        relativistically); 0 where neither is set (``rv_source`` "none";
+        `~stellarml.spectra.prepare_with_rv` measures those).
     resolution : float, optional
         Input resolving power R for every spectrum. Default:
         ``meta['resolution']``.
@@ -886,10 +965,15 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         Input LSF FWHM [Angstrom] for every spectrum. Default:
         ``meta['lsf_fwhm']``. Without any LSF information the input is assumed
         to match the model (``RESOLUTION_ASSUMED``).
-
+    medium : {'air', 'vacuum'}, optional
+        Wavelength medium of every spectrum. Default: ``meta['medium']``;
+        where that is missing, vacuum is assumed and ``MEDIUM_ASSUMED`` set.
     Returns
     -------
     PreparedBatch
+        With ``rv``, ``rv_err`` and ``rv_source`` per row. Rows flagged
+        ``RESOLUTION_ASSUMED``, ``MEDIUM_ASSUMED`` or ``RV_UNRELIABLE`` are
+        counted in one warning each through astropy's logger (``astropy.log``).
 
     Raises
     ------
@@ -898,8 +982,53 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         or ``settings`` is not a `PreparationSettings`.
     ValueError
         For flux with more than 2 dimensions, an ``rv`` array of the wrong
-        length, or invalid ``resolution``/``fwhm`` arguments.
+        length, or invalid ``resolution``/``fwhm``/``medium`` arguments.
     """
+    batch = _prepare_spectra(
+        spectra, settings, rv=rv, resolution=resolution, fwhm=fwhm, medium=medium
+    )
+    warn_assumptions(batch)
+    return batch
+
+
+def warn_assumptions(batch):
+    """Log (astropy's logger, level WARNING) what `prepare` had to assume for ``batch``.
+
+    One message per assumption, naming how many rows it concerns:
+    ``RESOLUTION_ASSUMED``, ``MEDIUM_ASSUMED`` and ``RV_UNRELIABLE``. Nothing is logged when no row
+    carries them.
+
+    Parameters
+    ----------
+    batch : PreparedBatch
+    """
+    n = len(batch)
+    flags = np.asarray(batch.flags, dtype=np.int64)
+    for bit, text in (
+        (
+            LabelFlag.RESOLUTION_ASSUMED,
+            "the input resolution is unknown (no resolution/fwhm argument, no "
+            "meta['resolution'] or meta['lsf_fwhm']); it was assumed equal to the model's "
+            "(flag RESOLUTION_ASSUMED)",
+        ),
+        (
+            LabelFlag.MEDIUM_ASSUMED,
+            "the wavelength medium is unknown (no medium argument, no meta['medium']); "
+            "vacuum was assumed (flag MEDIUM_ASSUMED)",
+        ),
+        (
+            LabelFlag.RV_UNRELIABLE,
+            "no radial velocity was known and none could be measured; they were analysed "
+            "at rv = 0 (flag RV_UNRELIABLE)",
+        ),
+    ):
+        k = int(np.count_nonzero(flags & int(bit)))
+        if k:
+            log.warning(f"stellarml: {k} of {n} spectra: {text}")
+
+
+def _prepare_spectra(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=None):
+    """`prepare` without the warnings about assumptions."""
     if not isinstance(settings, PreparationSettings):
         raise TypeError(f"settings must be a PreparationSettings, not {type(settings).__name__}")
     if resolution is not None and fwhm is not None:
@@ -908,8 +1037,10 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         if value is not None and np.ndim(value) != 0:
             raise ValueError(f"prepare: {name} must be a single number for all spectra")
     _lsf_args(resolution, fwhm, 1, "prepare")
+    if medium is not None:
+        medium = _check_medium(medium)
     blocks = [
-        _block_from_spectrum(label, spec, resolution, fwhm)
+        _block_from_spectrum(label, spec, resolution, fwhm, medium)
         for label, spec in _iter_spectra(spectra, "spectra")
     ]
     n = sum(b.nrows for b in blocks)
@@ -922,11 +1053,17 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
             if blocks
             else np.zeros(0)
         )
-    out = _empty_batch(n, npix)
+    out = _empty_batch(n, npix, rv_source="none" if rv is None else "given")
     out.rv[:] = rv_all
     starts = np.cumsum([0] + [b.nrows for b in blocks])
     groups = {}
     for b, start in zip(blocks, starts[:-1], strict=True):
+        rows = slice(start, start + b.nrows)
+        if rv is None:
+            out.rv_source[rows] = b.rv_source
+            out.rv_err[rows] = b.rv_err
+        if b.medium_assumed:
+            out.flags[rows] |= int(LabelFlag.MEDIUM_ASSUMED)
         if b.error is not None:
             rows = slice(start, start + b.nrows)
             out.flags[rows] |= int(b.error.flag)
@@ -959,7 +1096,7 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         )
         out.flux[index] = res.flux
         out.ivar[index] = res.ivar
-        out.flags[index] = res.flags
+        out.flags[index] |= res.flags
         out.snr[index] = res.snr
         out.rv[index] = res.rv
         labels = [

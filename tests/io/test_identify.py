@@ -2,8 +2,8 @@
 
 ``Spectrum.read(path)`` raises when two loaders of the same top priority both claim a
 file, so each real file in ../shared/data must be claimed by exactly the expected
-stellarml loader (LAMOST, GALAH) or by none of them (SDSS/APOGEE, MILES), next to
-specutils' generic loaders of lower priority.
+stellarml loader (LAMOST, GALAH, BOSS, APOGEE) or by none of them (MILES, whose own
+loader is not counted here), next to specutils' loaders of lower priority.
 """
 
 import pytest
@@ -21,8 +21,15 @@ STELLARML_FORMATS = {
     "Castelli-Kurucz",
     "CARMENES-CARACAL",
     "GALAH-HERMES",
+    "SDSS-BOSS-stellarml",
+    "SDSS-APOGEE-stellarml",
 }
-EXPECTED = {"lamost": {"LAMOST-LRS"}, "galah": {"GALAH-HERMES"}, "sdss": set(), "miles": set()}
+EXPECTED = {
+    "lamost": {"LAMOST-LRS"},
+    "galah": {"GALAH-HERMES"},
+    "sdss": {"spec": {"SDSS-BOSS-stellarml"}, "ap": {"SDSS-APOGEE-stellarml"}},
+    "miles": set(),
+}
 # specutils' BOSS loader makes astropy warn that '1E-17 erg/cm^2/s/Ang' "contains
 # multiple slashes" (the unit still parses correctly).
 BOSS_UNIT_WARNING = "ignore:.*contains multiple slashes:astropy.units.UnitsWarning"
@@ -40,12 +47,18 @@ def _files(data_dir, folder):
 def test_each_real_file_has_one_winning_loader(data_dir, folder):
     for path in _files(data_dir, folder):
         formats = set(io_registry.identify_format("read", Spectrum, str(path), None, [], {}))
-        assert formats & STELLARML_FORMATS == EXPECTED[folder], (path.name, formats)
+        expected = EXPECTED[folder]
+        if folder == "sdss":
+            expected = expected["spec" if path.name.startswith("spec-") else "ap"]
+        assert formats & STELLARML_FORMATS == expected, (path.name, formats)
         spec = Spectrum.read(path)  # raises if two top-priority loaders tie
         if folder == "lamost":
             assert spec.meta["survey"] == "LAMOST"
         elif folder == "galah":
             assert spec.meta["survey"] == "GALAH"
+        elif folder == "sdss":
+            assert spec.meta["survey"] == ("SDSS" if path.name.startswith("spec-") else "APOGEE")
+            assert spec.meta["rv_source"] == "header"
         else:
             assert spec.meta.get("survey") not in ("LAMOST", "GALAH")
     first = _files(data_dir, folder)[0]

@@ -182,3 +182,18 @@ def test_bad_files_raise_clear_errors(data_dir, tmp_path):
     spec = read_lamost(tmp_path / "noz.fits")
     assert spec.meta["z"] is None
     assert spec.redshift.value == 0
+
+
+def test_rv_from_the_header_of_every_file(data_dir):
+    files = sorted((data_dir / "lamost").glob("*.fits"))
+    assert len(files) == 25
+    for path in files:
+        spec = read_lamost(path)
+        header = fits.getheader(path)
+        assert spec.meta["rv_source"] == "header" and spec.meta["rv_keyword"] == "Z"
+        assert spec.redshift.value == pytest.approx(header["Z"], rel=1e-12)
+        assert spec.meta["rv_err"] == pytest.approx(299792.458 * header["Z_ERR"], rel=1e-12)
+        assert spec.meta["medium"] == "vacuum" and spec.meta["resolution"] == LAMOST_RESOLUTION
+        assert -600 < 299792.458 * header["Z"] < 600
+    plain = read_lamost(files[0], use_redshift=False)
+    assert "rv_source" not in plain.meta and plain.spectral_axis._radial_velocity is None

@@ -82,3 +82,12 @@ def test_written_fixtures(tmp_path):
     fits.PrimaryHDU(np.ones(5)).writeto(broken)
     with pytest.raises(ValueError, match="CRVAL1"):
         Spectrum.read(broken, format="MILES")
+
+
+def test_meta_medium_lsf_and_rest_frame(data_dir):
+    spec = Spectrum.read(data_dir / "miles" / "MILES_res2.50_star_m0001V.fits")
+    assert spec.meta["medium"] == "air"
+    assert spec.meta["lsf_fwhm"] == 2.5 * u.AA
+    # MILES spectra are published in the rest frame: rv 0, from the file, not unknown
+    assert spec.spectral_axis._radial_velocity == 0 * u.km / u.s
+    assert spec.meta["rv_source"] == "header" and spec.meta["rv_keyword"] == "rest frame (MILES)"

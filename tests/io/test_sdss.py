@@ -38,7 +38,7 @@ def _hdu(path, index):
 
 def test_specutils_apstar(data_dir):
     path = data_dir / "sdss" / APSTAR
-    raw = Spectrum.read(path)
+    raw = Spectrum.read(path, format="APOGEE apStar")
     flux, header = _hdu(path, 1)
     pixmask, _ = _hdu(path, 3)
     assert raw.flux.unit == u.Unit("1e-17 erg / (Angstrom cm2 s)")
@@ -70,7 +70,7 @@ def test_specutils_apstar(data_dir):
 
 def test_specutils_apvisit_is_decreasing_and_the_helper_fixes_it(data_dir):
     path = data_dir / "sdss" / APVISIT
-    raw = Spectrum.read(path)
+    raw = Spectrum.read(path, format="APOGEE apVisit")
     wave = raw.spectral_axis.to_value(u.AA)
     assert wave.size == 3 * 4096
     # Chips a, b, c (red to blue), each stored red-to-blue: strictly decreasing overall.
@@ -84,7 +84,7 @@ def test_specutils_apvisit_is_decreasing_and_the_helper_fixes_it(data_dir):
     np.testing.assert_array_equal(spec.meta["pixmask"], pixmask.ravel()[::-1])
     bad = (pixmask.ravel()[::-1] & APOGEE_BAD_PIXMASK) != 0
     np.testing.assert_array_equal(spec.mask, bad)
-    assert spec.radial_velocity.to_value(u.km / u.s) == pytest.approx(header["VRAD"])
+    assert spec.redshift.value * 299792.458 == pytest.approx(header["VRAD"], abs=1e-9)
     assert header["VRAD"] == pytest.approx(-44.4206)
     chips = read_apogee(path, split_chips=True)
     assert isinstance(chips, SpectrumList) and len(chips) == 3
@@ -159,7 +159,7 @@ def test_prepare_accepts_the_sdss_spectra(data_dir, optical, hband):
         boss_raw,
         read_lamost(data_dir / "lamost" / "3703110.fits"),
         read_apogee(sdss / APSTAR),
-        Spectrum.read(sdss / APVISIT),  # specutils' decreasing axis as it is
+        Spectrum.read(sdss / APVISIT, format="APOGEE apVisit"),  # specutils' decreasing axis
         read_apogee(sdss / APVISIT, split_chips=True),
     ]
     batch = prepare(inputs, optical)
@@ -175,11 +175,64 @@ def test_prepare_accepts_the_sdss_spectra(data_dir, optical, hband):
     assert "15" in batch.messages[3] and "Angstrom" in batch.messages[3]
     # On an H-band grid the APOGEE spectra are usable; masks and chip gaps cost pixels.
     hbatch = prepare(
-        [read_apogee(sdss / APSTAR), read_apogee(sdss / APVISIT), Spectrum.read(sdss / APVISIT)],
+        [
+            read_apogee(sdss / APSTAR),
+            read_apogee(sdss / APVISIT),
+            Spectrum.read(sdss / APVISIT, format="APOGEE apVisit"),
+        ],
         hband,
     )
     assert not np.any(hbatch.flags & FATAL), hbatch.messages
     good = np.count_nonzero(hbatch.ivar, axis=1) / hbatch.ivar.shape[1]
     assert np.all(good > 0.6)
     assert good[1] < good[2]  # the helper's pixel mask removes bad pixels specutils keeps
-    assert hbatch.rv[1] == pytest.approx(-44.4206) and hbatch.rv[2] == 0
+    # VRAD is applied as lambda / (1 + VRAD/c) and reported as it is
+    assert hbatch.rv[1] == pytest.approx(-44.4206, abs=1e-9) and hbatch.rv[2] == 0
+    assert hbatch.rv_source[1] == "header" and hbatch.rv_source[2] == "none"
+
+
+def test_spectrum_read_uses_the_stellarml_loaders(data_dir):
+    """A plain Spectrum.read of a BOSS or APOGEE file gives read_boss / read_apogee."""
+    from astropy.io import registry
+
+    sdss = data_dir / "sdss"
+    found = registry.identify_format("read", Spectrum, str(sdss / BOSS), None, [], {})
+    assert set(found) == {"SDSS-III/IV spec", "SDSS-BOSS-stellarml"}  # ours wins (priority)
+    boss = Spectrum.read(sdss / BOSS)
+    with fits.open(sdss / BOSS) as hdul:
+        z, z_err = float(hdul[2].data["Z"][0]), float(hdul[2].data["Z_ERR"][0])
+        assert hdul[2].data["ZWARNING"][0] == 0
+    assert boss.redshift.value == pytest.approx(z, rel=1e-6)
+    assert boss.radial_velocity.to_value(u.km / u.s) == pytest.approx(-30.35, abs=0.01)
+    assert boss.meta["rv_source"] == "header" and boss.meta["rv_keyword"] == "Z"
+    assert boss.meta["rv_err"] == pytest.approx(299792.458 * z_err) == pytest.approx(3.22, abs=0.01)
+    assert boss.meta["medium"] == "vacuum"
+    assert 1700 < boss.meta["resolution"] < 2000  # median lambda / FWHM from WDISP
+    np.testing.assert_array_equal(boss.flux.value, read_boss(sdss / BOSS).flux.value)
+    # without the redshift: no RV and no provenance claiming one
+    plain = read_boss(sdss / BOSS, use_redshift=False)
+    assert "rv_source" not in plain.meta and plain.spectral_axis._radial_velocity is None
+
+    for name, kind in ((APSTAR, "apStar"), (APVISIT, "apVisit")):
+        found = registry.identify_format("read", Spectrum, str(sdss / name), None, [], {})
+        assert set(found) == {f"APOGEE {kind}", "SDSS-APOGEE-stellarml"}
+        spec = Spectrum.read(sdss / name)
+        ref = read_apogee(sdss / name)
+        np.testing.assert_array_equal(spec.flux.value, ref.flux.value)
+        np.testing.assert_array_equal(spec.mask, ref.mask)
+        assert np.all(np.diff(spec.spectral_axis.value) > 0)
+        assert spec.meta["medium"] == "vacuum" and spec.meta["resolution"] == APOGEE_RESOLUTION
+        assert spec.meta["rv_source"] == "header"
+    star = Spectrum.read(sdss / APSTAR)
+    header = fits.getheader(sdss / APSTAR)
+    # apStar: already in the rest frame, the pipeline's VERR and VHELIO kept
+    assert star.radial_velocity.to_value(u.km / u.s) == 0
+    assert star.meta["rv_err"] == pytest.approx(header["VERR"]) == pytest.approx(0.0278, abs=1e-4)
+    assert star.meta["vhelio"] == pytest.approx(header["VHELIO"]) == pytest.approx(15.68, abs=0.01)
+    visit = Spectrum.read(sdss / APVISIT)
+    assert visit.redshift.value * 299792.458 == pytest.approx(-44.4206, abs=1e-9)
+    assert visit.meta["rv_keyword"] == "VRAD" and "rv_err" not in visit.meta
+    # an rv given by the caller is "given", not "header"
+    given = read_apogee(sdss / APVISIT, rv=-40.0)
+    assert given.meta["rv_source"] == "given" and given.meta["rv_keyword"] is None
+    assert given.redshift.value * 299792.458 == pytest.approx(-40.0, abs=1e-9)

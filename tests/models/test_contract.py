@@ -58,8 +58,11 @@ def test_fake_model_through_derive_labels():
     table, posterior = derive_labels([spec[0], far, *spec[1:]], model=model, return_posterior=True)
     assert len(table) == 6 and isinstance(posterior, GaussianPosterior) and len(posterior) == 6
     # the model's own posterior, flags and diagnostics reach the table, in input order
+    # (derive_labels measures the RVs these spectra lack: prepare_with_rv, not prepare)
     direct = model.predict_posterior(
-        __import__("stellarml.spectra", fromlist=["prepare"]).prepare(spec, model.preparation)
+        __import__("stellarml.spectra", fromlist=["prepare_with_rv"]).prepare_with_rv(
+            spec, model.preparation
+        )
     )
     np.testing.assert_allclose(table["teff"].value[[0, 2, 3, 4, 5]], direct.median("teff"))
     assert table["teff"].unit == u.K and table["logg"].unit == u.dex

@@ -34,6 +34,7 @@ SETTINGS = PreparationSettings(wavelength=GRID * u.AA, resolution=3000.0)
 LINES = np.linspace(4520.0, 5480.0, 60)
 NO_UNC = int(LabelFlag.NO_UNCERTAINTY)
 ASSUMED = int(LabelFlag.RESOLUTION_ASSUMED)
+MEDIUM = int(LabelFlag.MEDIUM_ASSUMED)
 
 
 def _rest_spectrum(wave_vac, rv=0.0, resolution=None, slope=True):
@@ -272,7 +273,7 @@ def test_prepare_matches_prepare_arrays_for_all_input_kinds():
         out = prepare(spec, SETTINGS)
         np.testing.assert_allclose(out.flux[0], ref.flux[0], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(out.ivar[0], ref.ivar[0], rtol=1e-4)
-        assert out.flags[0] == ASSUMED
+        assert out.flags[0] == ASSUMED | MEDIUM
     batch2d = _spec(
         np.vstack([flux, flux]) * unit, uncertainty=StdDevUncertainty(np.vstack([sigma, sigma]))
     )
@@ -283,12 +284,12 @@ def test_prepare_matches_prepare_arrays_for_all_input_kinds():
     )
     nested = [variants[0], (SpectrumList([batch2d]), [collection])]
     out = prepare(nested, SETTINGS)
-    assert len(out) == 5 and list(out.flags) == [ASSUMED] * 5
+    assert len(out) == 5 and list(out.flags) == [ASSUMED | MEDIUM] * 5
     for row in out.flux:
         np.testing.assert_allclose(row, ref.flux[0], rtol=1e-5, atol=1e-6)
     with pytest.warns(AstropyDeprecationWarning):
         old = Spectrum1D(flux=flux[0] * unit, spectral_axis=FINE * u.AA)
-    assert prepare(old, SETTINGS).flags[0] == ASSUMED | NO_UNC
+    assert prepare(old, SETTINGS).flags[0] == ASSUMED | NO_UNC | MEDIUM
     assert len(prepare([], SETTINGS)) == 0
 
 
@@ -315,7 +316,10 @@ def test_prepare_meta_rv_resolution_and_medium():
         meta={"medium": "air", "resolution": 8000.0},
     )
     out = prepare(spec, SETTINGS)
-    assert out.rv[0] == 60.0 and out.flags[0] == NO_UNC
+    # specutils' redshift of 60 km/s is relativistic; rv = c z makes 1 + rv/c = 1 + z
+    assert out.rv[0] == pytest.approx(C_KMS * spec.redshift, rel=1e-12)
+    assert out.rv[0] == pytest.approx(60.0 + 60.0**2 / (2 * C_KMS), rel=1e-6)
+    assert out.flags[0] == NO_UNC and out.rv_source[0] == "given"
     assert np.max(np.abs(out.flux[0] - ref.flux[0])[50:-50]) < 0.01
     # explicit arguments override the spectrum's
     explicit = prepare(spec, SETTINGS, rv=[0.0], resolution=8000.0)
@@ -442,8 +446,15 @@ def test_prepare_real_files(data_dir):
         assert out.flags[i] == NO_UNC and out.messages[i] == ""
         assert (out.ivar[i] > 0).all()
         assert np.percentile(out.flux[i], 90) == pytest.approx(1.0, abs=0.05)
-    # BOSS: vacuum log-lambda with ivar and mask; resolution unknown
-    assert out.flags[1] == ASSUMED
+    # BOSS (the stellarml loader): vacuum log-lambda with ivar and mask, R from WDISP,
+    # the pipeline's redshift
+    assert out.flags[1] == 0
+    assert (
+        out.rv[1] == pytest.approx(C_KMS * boss.redshift.value) == pytest.approx(-30.35, abs=0.01)
+    )
+    assert out.rv_source[1] == "header" and out.rv_err[1] == pytest.approx(3.22, abs=0.01)
+    assert list(out.rv_source[[0, 3, 4]]) == ["header"] * 3  # MILES: rest frame, rv 0
+    assert np.all(out.rv[[0, 3, 4]] == 0)
     assert 0.6 < (out.ivar[1] > 0).mean() < 1.0
     ivar = boss.uncertainty.array
     ok = (ivar > 0) & ~boss.mask & (boss.spectral_axis.value <= grid[-1])
@@ -452,3 +463,81 @@ def test_prepare_real_files(data_dir):
     # APOGEE is in the H band
     assert out.flags[2] & int(LabelFlag.NO_WAVELENGTH_OVERLAP)
     assert "covers 0%" in out.messages[2]
+
+
+def _logged(func, *args, **kwargs):
+    """(result, WARNING messages of astropy's logger) of ``func(*args, **kwargs)``."""
+    from astropy import log
+
+    with log.log_to_list() as records:
+        result = func(*args, **kwargs)
+    return result, [r.getMessage() for r in records if r.levelname == "WARNING"]
+
+
+def test_redshift_is_applied_as_one_plus_z():
+    """A specutils redshift z moves the spectrum by exactly 1 + z (not 1 + v/c)."""
+    z = 0.002  # 600 km/s: 1 + z and 1 + v_relativistic/c differ by 2e-6 (0.6 km/s)
+    rest = _rest_spectrum(FINE)[0]
+    spec = Spectrum(
+        flux=rest * u.Jy,
+        spectral_axis=FINE * (1 + z) * u.AA,
+        redshift=z,
+        meta={"medium": "vacuum", "resolution": 8000.0},
+    )
+    out = prepare(spec, SETTINGS)
+    assert out.rv[0] == pytest.approx(C_KMS * z, rel=1e-12) and out.rv_source[0] == "given"
+    ref = prepare_arrays(FINE, rest, None, SETTINGS, resolution=8000.0)
+    np.testing.assert_allclose(out.flux[0][20:-20], ref.flux[0][20:-20], atol=2e-4)
+    # the first-order shift of specutils' (relativistic) radial velocity is measurably off
+    v = spec.radial_velocity.to_value(u.km / u.s)
+    assert C_KMS * z - v == pytest.approx(C_KMS * z**2 / 2, rel=1e-3)
+    off = prepare_arrays(FINE * (1 + z), rest, None, SETTINGS, resolution=8000.0, rv=v)
+    assert np.max(np.abs(off.flux[0] - ref.flux[0])[20:-20]) > 10 * np.max(
+        np.abs(out.flux[0] - ref.flux[0])[20:-20]
+    )
+
+
+def test_rv_sources_and_errors():
+    flux = _rest_spectrum(FINE)[0] * u.Jy
+    meta = {"medium": "vacuum", "resolution": 8000.0}
+    plain = Spectrum(flux=flux, spectral_axis=FINE * u.AA, meta=meta)
+    at_zero = Spectrum(
+        flux=flux, spectral_axis=FINE * u.AA, meta=meta, radial_velocity=0 * u.km / u.s
+    )
+    header = Spectrum(
+        flux=flux,
+        spectral_axis=FINE * u.AA,
+        redshift=1e-4,
+        meta={**meta, "rv_source": "header", "rv_err": 2.5 * u.km / u.s},
+    )
+    out = prepare([plain, at_zero, header], SETTINGS)
+    assert list(out.rv_source) == ["none", "given", "header"]
+    np.testing.assert_allclose(out.rv, [0.0, 0.0, C_KMS * 1e-4], rtol=1e-12)
+    np.testing.assert_array_equal(out.rv_err, [np.nan, np.nan, 2.5])
+    given = prepare([plain, header], SETTINGS, rv=[1.0, 2.0])
+    assert list(given.rv_source) == ["given", "given"] and np.all(np.isnan(given.rv_err))
+    # slicing and concatenation keep them
+    both = PreparedBatch.concatenate([out[2], out[0]])
+    assert list(both.rv_source) == ["header", "none"] and both.rv_err[0] == 2.5
+
+
+def test_medium_assumed_is_flagged_and_logged_once():
+    flux = _rest_spectrum(FINE)[0] * u.Jy
+    known = Spectrum(flux=flux, spectral_axis=FINE * u.AA, meta={"medium": "vacuum"})
+    unknown = Spectrum(flux=flux, spectral_axis=FINE * u.AA)
+    out, warned = _logged(prepare, [unknown, known, unknown], SETTINGS, resolution=8000.0)
+    np.testing.assert_array_equal(out.flags & MEDIUM, [MEDIUM, 0, MEDIUM])
+    assert warned == [
+        "stellarml: 2 of 3 spectra: the wavelength medium is unknown (no medium argument, no "
+        "meta['medium']); vacuum was assumed (flag MEDIUM_ASSUMED)"
+    ]
+    # resolution unknown too: one more line, for all three
+    out, warned = _logged(prepare, [unknown, known, unknown], SETTINGS)
+    assert len(warned) == 2 and warned[0].startswith("stellarml: 3 of 3 spectra: the input ")
+    # medium= overrides meta and removes the flag (air moves the lines by ~1.4 Angstrom)
+    out, warned = _logged(prepare, [unknown, known], SETTINGS, resolution=8000.0, medium="air")
+    assert not np.any(out.flags & MEDIUM) and warned == []
+    vac = prepare(known, SETTINGS, resolution=8000.0)
+    assert np.max(np.abs(out.flux[1] - vac.flux[0])) > 0.1
+    with pytest.raises(ValueError, match="medium must be 'air' or 'vacuum', got 'glass'"):
+        prepare(known, SETTINGS, medium="glass")
