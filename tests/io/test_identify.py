@@ -64,3 +64,12 @@ def test_each_real_file_has_one_winning_loader(data_dir, folder):
     first = _files(data_dir, folder)[0]
     listed = SpectrumList.read(first)
     assert len(listed) == (4 if folder == "galah" else 1)
+
+
+def test_readers_are_exported_from_stellarml_io():
+    import stellarml.io as io
+
+    for module in (io.echelle, io.kurucz, io.lamost, io.miles, io.phoenix, io.sdss):
+        for name in module.__all__:
+            assert getattr(io, name) is getattr(module, name)
+    assert {"read_boss", "read_apogee", "read_lamost", "read_galah_star"} <= set(io.__all__)
