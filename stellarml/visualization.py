@@ -244,7 +244,9 @@ def plot_posterior(posterior, row=0, labels=None, *, fig=None):
         p16, p50, p84 = posterior.quantiles(name, (0.16, 0.5, 0.84))[row]
         form = posterior.form
         if form == "binned":
-            centers = posterior.bin_centers(name)
+            centers = np.asarray(posterior.bin_centers(name), dtype=float)
+            if centers.ndim == 2:  # a calibration maps the bins of each row
+                centers = centers[row]
             pdf = posterior.pdf(name)[row]
             width = centers[1] - centers[0] if centers.size > 1 else 1.0
             ax.step(centers, pdf / width, where="mid")

@@ -90,6 +90,15 @@ def test_posterior_of_each_form():
     assert x[np.argmax(y)] == pytest.approx(4.4, abs=0.01)
 
 
+def test_posterior_of_calibrated_bins():
+    # a calibration maps each row's bins: shift by +100 K and stretch by 1.1
+    post = _binned().transformed("teff", shift=np.array([100.0, 0.0]), scale=1.1, center=5000.0)
+    _, axes = plot_posterior(post, 0)
+    x, y = axes[0].get_lines()[0].get_data()
+    assert x[np.argmax(y)] == pytest.approx(5000 + 1.1 * (5525 - 5000) + 100)
+    assert np.sum(y) * 1.1 * 50 == pytest.approx(1.0)
+
+
 def test_posterior_refuses_invalid_rows():
     post = _binned().with_flags(np.array([0, int(LabelFlag.BAD_INPUT)]))
     post = post.select(np.array([0, 1]))
