@@ -10,7 +10,8 @@ over ``(n_spectra, n_pixels)`` batches) and the specutils-level `prepare`:
 * `rotational_broaden`, `macroturbulence_broaden`, `instrumental_broaden` (and
   their kernels), `mask_from_spectrum`, `transfer_mask`, `apply_mask`,
   `error_from_spectrum` (`stellarml.spectra.kernels`)
-* `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`
+* `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`, and `SpectrumParts`
+  (the parts of one star, one row)
 * `der_snr_ivar`, `estimate_missing_noise`: noise of spectra without uncertainties
 """
 
@@ -29,6 +30,7 @@ from .kernels import (
     transfer_mask,
 )
 from .noise import der_snr_ivar, estimate_missing_noise
+from .parts import SpectrumParts
 from .prepare import PreparationSettings, PreparedBatch, prepare, prepare_arrays
 from .resample import InverseVarianceResampler, resample_flux
 
@@ -37,6 +39,7 @@ __all__ = [
     "InverseVarianceResampler",
     "PreparationSettings",
     "PreparedBatch",
+    "SpectrumParts",
     "air_to_vacuum",
     "apply_mask",
     "der_snr_ivar",

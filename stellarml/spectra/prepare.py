@@ -29,6 +29,7 @@ from ..flags import FATAL, LabelFlag
 from .broadening import FWHM_TO_SIGMA, _kernel_sigma, _lsf_sigma
 from .continuum import _continuum, _sigma_pixels, _smoother
 from .doppler import C_KMS, air_to_vacuum, vacuum_to_air
+from .parts import SpectrumParts, _PartsBlock, _prepare_stars
 from .resample import (
     OPERATOR_CACHE,
     _apply_operator,
@@ -713,10 +714,14 @@ class _Block:
 
 
 def _iter_spectra(obj, path, depth=0):
-    """Yield (label, spectrum) pairs in order, flattening lists and collections."""
+    """Yield (label, spectrum) pairs in order, flattening lists and collections.
+
+    A `~stellarml.spectra.SpectrumParts` (the parts of one star) is yielded
+    whole, as one item: it gives one row.
+    """
     if depth > 50:
         raise ValueError(f"input nesting is too deep at {path}")
-    if isinstance(obj, Spectrum):
+    if isinstance(obj, Spectrum | SpectrumParts):
         yield path, obj
     elif isinstance(obj, SpectrumCollection):
         for i in range(len(obj)):
@@ -733,7 +738,9 @@ def _iter_spectra(obj, path, depth=0):
 
 
 def _spectrum_rows(spec):
-    """Rows one specutils spectrum gives: 1 for a 1-D spectrum, n for an (n, npix) batch."""
+    """Rows one input gives: 1 for a 1-D spectrum or a star's parts, n for an (n, npix) batch."""
+    if isinstance(spec, SpectrumParts):
+        return 1
     ndim = spec.flux.ndim
     if ndim <= 1:
         return 1
@@ -743,6 +750,8 @@ def _spectrum_rows(spec):
 
 def input_rows(spectra):
     """Number of rows `prepare` gives for ``spectra`` (anything it accepts).
+
+    A `~stellarml.spectra.SpectrumParts` (the parts of one star) counts one row.
 
     Examples
     --------
@@ -849,9 +858,12 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
     Accepts a `~specutils.Spectrum` (1-D, or a 2-D batch sharing one
     spectral axis), the deprecated ``Spectrum1D``, `~specutils.SpectrumList`,
     `~specutils.SpectrumCollection`, and (nested) lists or tuples of these,
-    flattened in order. Spectra sharing a grid (and medium, LSF and
-    uncertainty presence) are processed together by `prepare_arrays`' code
-    path and put back in input order.
+    flattened in order: each spectrum is a star, one row (a 2-D batch, one
+    row per spectrum). A `~stellarml.spectra.SpectrumParts` is the parts of
+    **one** star (CCDs, echelle orders), combined into one row on the model
+    grid (`stellarml.spectra.parts`). Spectra sharing a grid (and medium, LSF
+    and uncertainty presence) are processed together by `prepare_arrays`'
+    code path and put back in input order.
 
     A spectrum that cannot be used becomes a row with a fatal flag and a
     message, and the batch goes on:
@@ -908,9 +920,16 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         if value is not None and np.ndim(value) != 0:
             raise ValueError(f"prepare: {name} must be a single number for all spectra")
     _lsf_args(resolution, fwhm, 1, "prepare")
+    return _prepare_items(list(_iter_spectra(spectra, "spectra")), settings, rv, resolution, fwhm)
+
+
+def _prepare_items(items, settings, rv, resolution, fwhm):
+    """`prepare` of (label, Spectrum or SpectrumParts) items, one block of rows each, in order."""
     blocks = [
-        _block_from_spectrum(label, spec, resolution, fwhm)
-        for label, spec in _iter_spectra(spectra, "spectra")
+        _PartsBlock(label, spec)
+        if isinstance(spec, SpectrumParts)
+        else _block_from_spectrum(label, spec, resolution, fwhm)
+        for label, spec in items
     ]
     n = sum(b.nrows for b in blocks)
     npix = settings.wavelength.size
@@ -926,7 +945,11 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
     out.rv[:] = rv_all
     starts = np.cumsum([0] + [b.nrows for b in blocks])
     groups = {}
+    stars = []
     for b, start in zip(blocks, starts[:-1], strict=True):
+        if isinstance(b, _PartsBlock):
+            stars.append((b, start))
+            continue
         if b.error is not None:
             rows = slice(start, start + b.nrows)
             out.flags[rows] |= int(b.error.flag)
@@ -970,6 +993,8 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
         for j, i in enumerate(index):
             if res.messages[j]:
                 out.messages[i] = f"{labels[j]}: {res.messages[j]}"
+    if stars:
+        _prepare_stars(stars, out, settings, None if rv is None else rv_all, resolution, fwhm)
     fatal_rows = (out.flags & int(FATAL)) != 0
     out.flux[fatal_rows] = 0.0
     out.ivar[fatal_rows] = 0.0
