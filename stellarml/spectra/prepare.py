@@ -889,8 +889,9 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None):
     settings : PreparationSettings
         The model's grid and preparation parameters.
     rv : float, array-like or `~astropy.units.Quantity`, optional
-        Radial velocity [km/s], one for all or one per output row. Default:
-        each spectrum's ``radial_velocity`` (0 unless set).
+        Radial velocity [km/s], one for all or one per output row (the row of
+        a `~stellarml.spectra.SpectrumParts` applies it to each of its parts).
+        Default: each spectrum's (or part's) ``radial_velocity`` (0 unless set).
     resolution : float, optional
         Input resolving power R for every spectrum. Default:
         ``meta['resolution']``.
