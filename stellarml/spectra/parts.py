@@ -33,8 +33,6 @@ median of the parts' S/N weighted by their numbers of good grid pixels, its
 same value when the parts share one, as they do unless set otherwise).
 """
 
-import dataclasses
-
 import numpy as np
 from astropy import units as u
 from specutils import Spectrum, SpectrumList
@@ -101,26 +99,6 @@ class SpectrumParts(SpectrumList):
         return f"<SpectrumParts of one star: {len(self)} parts>"
 
 
-def _covered(settings, spec, rv):
-    """Boolean (npix,): grid pixels inside the wavelength range of ``spec`` at ``rv`` [km/s].
-
-    The test of `~stellarml.spectra.prepare`'s overlap fraction: a grid pixel
-    (mapped into the part's medium and frame) lies within the part's first and
-    last pixel edges.
-    """
-    from .doppler import C_KMS
-    from .prepare import _to_medium, _wave_angstrom
-    from .resample import _edges_from_centers
-
-    wave = np.sort(_wave_angstrom(spec.spectral_axis, "spectral axis"))
-    edges_in = _edges_from_centers(wave)
-    grid = settings.wavelength.to_value(u.AA)
-    medium = spec.meta.get("medium", "vacuum") if isinstance(spec.meta, dict) else "vacuum"
-    edges = _to_medium(_edges_from_centers(grid), settings.medium, str(medium).lower())
-    edges = edges * (1.0 + rv / C_KMS)
-    return (edges[:-1] >= edges_in[0]) & (edges[1:] <= edges_in[-1])
-
-
 def _weighted_median(values, weights):
     ok = np.isfinite(values) & (weights > 0)
     if not ok.any():
@@ -132,16 +110,19 @@ def _weighted_median(values, weights):
     return float(v[np.searchsorted(cum, 0.5 * cum[-1])])
 
 
-def _combine_parts(label, parts, batch, settings):
-    """One row (a `PreparedBatch` of length 1) from the prepared rows of one star's parts.
+def _percent(x):
+    return f"{100.0 * x:.0f}%"
+
+
+def _combine_parts(label, batch, covered, settings, out):
+    """Fill ``out`` (a one-row `PreparedBatch`) from the prepared rows of one star's parts.
 
     ``batch`` holds one row per part, prepared without coverage thresholds;
-    ``settings`` are the model's (with its thresholds).
+    ``covered`` (npix,) bool marks the grid pixels inside at least one part's
+    wavelength range; ``settings`` are the model's (with its thresholds).
     """
-    from .prepare import _empty_batch, _percent
-
     npix = settings.wavelength.size
-    out = _empty_batch(1, npix)
+    nparts = len(batch)
     flags = np.asarray(batch.flags, dtype=np.int64)
     fatal = (flags & int(FATAL)) != 0
     bad = np.flatnonzero(fatal & ((flags & int(LabelFlag.BAD_INPUT)) != 0))
@@ -175,15 +156,12 @@ def _combine_parts(label, parts, batch, settings):
     out.snr[0] = _weighted_median(np.asarray(batch.snr, dtype=np.float64), n_good)
     if n_good.sum() > 0:
         out.rv[0] = float(np.sum(n_good * batch.rv) / n_good.sum())
-    covered = np.zeros(npix, dtype=bool)
-    for k, part in enumerate(parts):
-        covered |= _covered(settings, part, float(batch.rv[k]))
     overlap = covered.mean()
     good_frac = np.count_nonzero(weight > 0) / npix
     if overlap < settings.min_overlap_fraction:
         return fail(
             LabelFlag.NO_WAVELENGTH_OVERLAP,
-            f"its {len(parts)} parts together cover {_percent(overlap)} of the model grid "
+            f"its {nparts} parts together cover {_percent(overlap)} of the model grid "
             f"({settings.wavelength[0].to_value(u.AA):.1f}-"
             f"{settings.wavelength[-1].to_value(u.AA):.1f} Angstrom, {settings.medium}); at "
             f"least {_percent(settings.min_overlap_fraction)} is needed",
@@ -192,7 +170,7 @@ def _combine_parts(label, parts, batch, settings):
         return fail(
             LabelFlag.TOO_FEW_GOOD_PIXELS,
             f"only {_percent(good_frac)} of the model grid has good pixels in its "
-            f"{len(parts)} parts; at least {_percent(settings.min_good_fraction)} are needed",
+            f"{nparts} parts; at least {_percent(settings.min_good_fraction)} are needed",
         )
     out.flux[0] = combined.astype(np.float32)
     out.ivar[0] = weight.astype(np.float32)
@@ -209,36 +187,3 @@ class _PartsBlock:
     def __init__(self, label, parts):
         self.label = label
         self.parts = parts
-
-
-def _prepare_stars(stars, out, settings, rv, resolution, fwhm):
-    """Fill the rows of ``out`` of the stars ``[(_PartsBlock, row), ...]`` in place.
-
-    The parts of all the stars are prepared in one call (parts on one grid go
-    through preparation together) with the coverage thresholds off, then each
-    star's parts are combined by `_combine_parts`. ``rv``: None (each part's
-    own ``radial_velocity``) or the (n_rows,) velocities of ``out``'s rows.
-    """
-    from .prepare import _prepare_items
-
-    relaxed = dataclasses.replace(settings, min_overlap_fraction=0.0, min_good_fraction=0.0)
-    items = [
-        (f"{block.label} part {k}", part)
-        for block, _ in stars
-        for k, part in enumerate(block.parts)
-    ]
-    counts = [len(block.parts) for block, _ in stars]
-    rv_parts = None
-    if rv is not None:
-        rv_parts = np.repeat(np.asarray([rv[row] for _, row in stars], dtype=np.float64), counts)
-    batch = _prepare_items(items, relaxed, rv_parts, resolution, fwhm)
-    start = 0
-    for (block, row), count in zip(stars, counts, strict=True):
-        one = _combine_parts(block.label, block.parts, batch[start : start + count], settings)
-        start += count
-        out.flux[row] = one.flux[0]
-        out.ivar[row] = one.ivar[0]
-        out.flags[row] = one.flags[0]
-        out.snr[row] = one.snr[0]
-        out.rv[row] = one.rv[0]
-        out.messages[row] = one.messages[0]

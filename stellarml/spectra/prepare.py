@@ -29,7 +29,7 @@ from ..flags import FATAL, LabelFlag
 from .broadening import FWHM_TO_SIGMA, _kernel_sigma, _lsf_sigma
 from .continuum import _continuum, _sigma_pixels, _smoother
 from .doppler import C_KMS, air_to_vacuum, vacuum_to_air
-from .parts import SpectrumParts, _PartsBlock, _prepare_stars
+from .parts import SpectrumParts, _combine_parts, _PartsBlock, _percent
 from .resample import (
     OPERATOR_CACHE,
     _apply_operator,
@@ -299,10 +299,6 @@ def _to_medium(wave, from_medium, to_medium):
     if from_medium == to_medium:
         return wave
     return air_to_vacuum(wave) if to_medium == "vacuum" else vacuum_to_air(wave)
-
-
-def _percent(x):
-    return f"{100.0 * x:.0f}%"
 
 
 class _GridMapper:
@@ -1000,3 +996,61 @@ def _prepare_items(items, settings, rv, resolution, fwhm):
     out.flux[fatal_rows] = 0.0
     out.ivar[fatal_rows] = 0.0
     return out
+
+
+def _part_coverage(settings, spec, rv):
+    """Boolean (npix,): grid pixels inside the wavelength range of ``spec`` at ``rv`` [km/s].
+
+    The test of `prepare`'s overlap fraction (`_GridMapper`): a grid pixel,
+    mapped into the part's medium and frame, lies within the part's first and
+    last pixel edges. A part whose axis cannot be read covers nothing.
+    """
+    try:
+        wave = np.sort(_wave_angstrom(spec.spectral_axis, "spectral axis"))
+    except u.UnitsError:
+        return np.zeros(settings.wavelength.size, dtype=bool)
+    meta = spec.meta if isinstance(spec.meta, dict) else {}
+    medium = meta.get("medium", "vacuum")
+    medium = medium.lower() if isinstance(medium, str) and medium.lower() in _MEDIA else "vacuum"
+    edges_in = _edges_from_centers(wave)
+    grid_edges = _edges_from_centers(settings.wavelength.to_value(u.AA))
+    edges = _to_medium(grid_edges, settings.medium, medium)
+    edges = edges * (1.0 + rv / C_KMS)
+    return (edges[:-1] >= edges_in[0]) & (edges[1:] <= edges_in[-1])
+
+
+def _prepare_stars(stars, out, settings, rv, resolution, fwhm):
+    """Fill the rows of ``out`` of the stars ``[(_PartsBlock, row), ...]`` in place.
+
+    The parts of all the stars are prepared in one call (parts on one grid go
+    through preparation together) with the coverage thresholds off, then each
+    star's parts are combined (`stellarml.spectra.parts`). ``rv``: None (each
+    part's own ``radial_velocity``) or the (n_rows,) velocities of ``out``'s rows.
+    """
+    relaxed = dataclasses.replace(settings, min_overlap_fraction=0.0, min_good_fraction=0.0)
+    items = [
+        (f"{block.label} part {k}", part)
+        for block, _ in stars
+        for k, part in enumerate(block.parts)
+    ]
+    counts = [len(block.parts) for block, _ in stars]
+    rv_parts = None
+    if rv is not None:
+        rv_parts = np.repeat(np.asarray([rv[row] for _, row in stars], dtype=np.float64), counts)
+    batch = _prepare_items(items, relaxed, rv_parts, resolution, fwhm)
+    npix = settings.wavelength.size
+    start = 0
+    for (block, row), count in zip(stars, counts, strict=True):
+        rows = batch[start : start + count]
+        start += count
+        covered = np.zeros(npix, dtype=bool)
+        for k, part in enumerate(block.parts):
+            covered |= _part_coverage(settings, part, float(rows.rv[k]))
+        one = _empty_batch(1, npix)
+        _combine_parts(block.label, rows, covered, settings, one)
+        out.flux[row] = one.flux[0]
+        out.ivar[row] = one.ivar[0]
+        out.flags[row] = one.flags[0]
+        out.snr[row] = one.snr[0]
+        out.rv[row] = one.rv[0]
+        out.messages[row] = one.messages[0]
