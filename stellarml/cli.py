@@ -6,8 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["main"]
 
 #: Exit status of ``stellarml derive`` when some input files could not be read (the table
@@ -69,7 +67,7 @@ def _cmd_derive(args):
     from astropy.table import Column
 
     from .analysis import _compute_label_table
-    from .io.files import prepare_inputs
+    from .io.files import input_names, prepare_inputs
 
     batch, rows = prepare_inputs(
         args.files,
@@ -87,7 +85,7 @@ def _cmd_derive(args):
         calibrate=not args.no_calibration,
         precision=args.precision,
     )
-    files = np.repeat(np.asarray([str(f) for f in args.files], dtype=str), rows)
+    files = input_names(args.files, rows)  # a star's joined camera files: "a + b + ..."
     table.add_column(Column(files, name="file", description="Input file"), index=0)
     _write_table(table, args.output, args.format)
     unreadable = [msg for msg in batch.messages if msg.startswith("could not read ")]

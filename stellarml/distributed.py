@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.files import _is_path
+from .io.files import _is_path, input_names
 
 __all__ = ["derive_catalog"]
 
@@ -346,7 +346,7 @@ def _add_input_columns(table, items, start, rows):
     from astropy.table import Column
 
     index = np.repeat(np.arange(start, start + len(items), dtype=np.int64), rows)
-    names = np.repeat(np.asarray([str(x) if _is_path(x) else "" for x in items], dtype=str), rows)
+    names = input_names(items, rows)
     table.add_column(
         Column(names, name="file", description="Input file ('' for an in-memory spectrum)"),
         index=0,

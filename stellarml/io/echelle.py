@@ -23,6 +23,13 @@ same pixels but with its own WCS (shifted by the pipeline's radial velocity).
 ``Spectrum.read(path)`` reads one camera (format ``"GALAH-HERMES"``);
 ``SpectrumList.read(path)`` reads every camera of that star found beside it, and
 ``SpectrumList.read([path1, path2, ...])`` the files given.
+
+Both list readers return a `~stellarml.spectra.SpectrumParts`: the orders or cameras
+of **one** star, which `~stellarml.derive_labels` combines into one row (a plain
+`~specutils.SpectrumList` would be a list of stars, one row each). Each GALAH camera
+read alone carries ``meta["star_id"]`` (``"GALAH <sobject_id>"``), by which
+`stellarml.io.files.prepare_inputs` (and so the command line) joins the camera files
+of one star given one after the other into one row.
 """
 
 import re
@@ -35,6 +42,7 @@ from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum, SpectrumList
 from specutils.io.registers import data_loader
 
+from ..spectra.parts import SpectrumParts
 from ._common import (
     LOADER_PRIORITY,
     file_label,
@@ -158,8 +166,11 @@ def read_carmenes(file_obj, *, normalize=False, orders=None, **kwargs):
 
     Returns
     -------
-    `~specutils.SpectrumList`
-        One `~specutils.Spectrum` per order in row order, each on increasing
+    `~stellarml.spectra.SpectrumParts`
+        The orders of one star (a `~specutils.SpectrumList` that
+        `~stellarml.derive_labels` combines into one row; ``list(...)`` of it is
+        a list of separate spectra): one `~specutils.Spectrum` per order in row
+        order, each on increasing
         vacuum wavelengths in Angstrom (orders stored red-to-blue are reversed),
         with `~astropy.nddata.StdDevUncertainty` from ``SIG`` and a mask that is
         True where ``SPEC`` or ``SIG`` is NaN/inf or ``SIG <= 0``. Fluxes are
@@ -217,7 +228,7 @@ def read_carmenes(file_obj, *, normalize=False, orders=None, **kwargs):
         "normalized": bool(normalize),
         "filename": None if path is None else str(path),
     }
-    out = SpectrumList()
+    out = []
     for o in rows:
         flux, err = spec[o], sig[o]
         mask = ~np.isfinite(flux) | ~np.isfinite(err) | (err <= 0)
@@ -242,7 +253,7 @@ def read_carmenes(file_obj, *, normalize=False, orders=None, **kwargs):
                 meta=meta,
             )
         )
-    return out
+    return SpectrumParts(out)
 
 
 @data_loader(
@@ -398,7 +409,9 @@ def read_galah(file_obj, *, normalised=False, **kwargs):
         positive. ``meta`` holds ``medium`` ("air"), ``resolution``
         (`GALAH_RESOLUTION`, nominal), ``ccd``, ``camera``, ``sobject_id`` (from the
         file name), ``object``, ``baryeff`` (header ``BARYEFF`` [km/s]),
-        ``normalised`` and ``header``.
+        ``normalised``, ``header`` and ``star_id`` (``"GALAH <sobject_id>"``, None
+        when the file name does not give the ``sobject_id``): files with one
+        ``star_id`` are parts of one star.
 
     Raises
     ------
@@ -440,6 +453,7 @@ def read_galah(file_obj, *, normalised=False, **kwargs):
         "ccd": ccd,
         "camera": GALAH_CCDS.get(ccd),
         "sobject_id": parts["sobject_id"] if parts else None,
+        "star_id": f"GALAH {parts['sobject_id']}" if parts else None,
         "object": header_str(header, "OBJECT"),
         "baryeff": None if baryeff is None else baryeff * (u.km / u.s),
         "normalised": bool(normalised),
@@ -472,8 +486,10 @@ def read_galah_star(paths, *, normalised=False, all_ccds=True, **kwargs):
 
     Returns
     -------
-    `~specutils.SpectrumList`
-        One spectrum per file, in camera order when the camera is known.
+    `~stellarml.spectra.SpectrumParts`
+        The cameras of one star (a `~specutils.SpectrumList` that
+        `~stellarml.derive_labels` combines into one row): one spectrum per
+        file, in camera order when the camera is known.
 
     Raises
     ------
@@ -485,7 +501,7 @@ def read_galah_star(paths, *, normalised=False, all_ccds=True, **kwargs):
     elif all_ccds and source_path(paths) is not None:
         files = galah_ccd_files(source_path(paths))
     else:
-        return SpectrumList([read_galah(paths, normalised=normalised, **kwargs)])
+        return SpectrumParts([read_galah(paths, normalised=normalised, **kwargs)])
     if not files:
         raise ValueError("no GALAH files given")
     spectra = [read_galah(p, normalised=normalised, **kwargs) for p in files]
@@ -493,7 +509,7 @@ def read_galah_star(paths, *, normalised=False, all_ccds=True, **kwargs):
     if len(ids) > 1:
         raise ValueError(f"the GALAH files belong to different stars: {sorted(ids)}")
     spectra.sort(key=lambda s: (s.meta["ccd"] is None, s.meta["ccd"] or 0))
-    return SpectrumList(spectra)
+    return SpectrumParts(spectra)
 
 
 @data_loader(

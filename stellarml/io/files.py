@@ -1,7 +1,10 @@
 """Spectrum files to a prepared batch: one block of rows per file, unreadable files flagged.
 
 The command line and `stellarml.distributed.derive_catalog` read files through
-here, so a file gives the same rows whichever path reads it.
+here, so a file gives the same rows whichever path reads it. Files that hold
+parts of one star (the camera files of a GALAH star, whose spectra carry one
+``meta["star_id"]``) given one after the other are joined into one
+`~stellarml.spectra.SpectrumParts`: one row for the star.
 """
 
 import itertools
@@ -11,7 +14,7 @@ import numpy as np
 
 from ..flags import LabelFlag
 
-__all__ = ["prepare_inputs", "read_spectrum_file"]
+__all__ = ["input_names", "prepare_inputs", "read_spectrum_file"]
 
 
 def read_spectrum_file(path, *, format=None, retries=1, wait=0.1):
@@ -96,10 +99,15 @@ def prepare_inputs(
     batch : `~stellarml.spectra.PreparedBatch`
         The rows of input 0, then of input 1, ...; a file that cannot be read
         is one row flagged ``BAD_INPUT`` whose message names the file and the
-        error.
+        error. Consecutive files whose spectra are parts of one star (1-D
+        spectra with one ``meta["star_id"]``, e.g. GALAH cameras of one
+        ``sobject_id``) give one row, combined on the model grid
+        (`~stellarml.spectra.SpectrumParts`); parts of a star given apart
+        (other inputs between them) stay separate rows.
     rows : numpy.ndarray of int
         Number of rows of each input (a 2-D spectrum or a multi-spectrum file
-        gives several).
+        gives several); 0 for a file joined to the star of the file before
+        it, whose row it shares.
     """
     from ..spectra import PreparedBatch
     from ..spectra.prepare import _empty_batch
@@ -121,11 +129,87 @@ def prepare_inputs(
             row.flags |= int(LabelFlag.BAD_INPUT)
             row.messages = [f"could not read {item}: {_reader_error(exc)}"]
             failed[i] = row
+    readable = [i for i in range(len(inputs)) if i not in failed]
+    spectra, joined = _join_star_parts(spectra, [_is_path(inputs[i]) for i in readable])
+    joined = {readable[j] for j in joined}
     options = {"resolution": resolution, "rv": rv, "medium": medium, "estimate_rv": estimate_rv}
     prepared = iter(_prepare_each(spectra, preparation, options) if spectra else [])
-    batches = [failed[i] if i in failed else next(prepared) for i in range(len(inputs))]
-    rows = np.asarray([len(b) for b in batches], dtype=int)
-    return PreparedBatch.concatenate(batches), rows
+    batches, rows = [], []
+    for i in range(len(inputs)):
+        if i in failed:
+            batches.append(failed[i])
+        elif i in joined:
+            rows.append(0)
+            continue
+        else:
+            batches.append(next(prepared))
+        rows.append(len(batches[-1]))
+    return PreparedBatch.concatenate(batches), np.asarray(rows, dtype=int)
+
+
+def _star_id(spec):
+    from specutils import Spectrum
+
+    if not isinstance(spec, Spectrum) or spec.flux.ndim != 1 or not isinstance(spec.meta, dict):
+        return None
+    return spec.meta.get("star_id")
+
+
+def _join_star_parts(spectra, from_file):
+    """Join runs of consecutive file spectra with one ``meta["star_id"]`` into SpectrumParts.
+
+    Returns the new list and the positions (in ``spectra``) of the spectra
+    joined to the one before them.
+    """
+    from ..spectra import SpectrumParts
+
+    out, joined, run = [], [], []
+
+    def flush():
+        if len(run) > 1:
+            out.append(SpectrumParts([spectra[j] for j in run]))
+            joined.extend(run[1:])
+        elif run:
+            out.append(spectra[run[0]])
+        run.clear()
+
+    for j, spec in enumerate(spectra):
+        key = _star_id(spec) if from_file[j] else None
+        if run and key is not None and key == _star_id(spectra[run[0]]):
+            run.append(j)
+            continue
+        flush()
+        if key is not None:
+            run.append(j)
+        else:
+            out.append(spec)
+    flush()
+    return out, joined
+
+
+def input_names(inputs, rows):
+    """The name of each output row's input: its path ('' for a spectrum), joined files with ' + '.
+
+    Parameters
+    ----------
+    inputs : sequence
+        As given to `prepare_inputs`.
+    rows : array-like of int
+        The ``rows`` `prepare_inputs` returned.
+
+    Returns
+    -------
+    numpy.ndarray of str
+        One name per output row.
+    """
+    names = []
+    for item, n in zip(inputs, rows, strict=True):
+        name = str(item) if _is_path(item) else ""
+        if n == 0 and names:
+            names[-1] = f"{names[-1]} + {name}"
+        else:
+            names.extend([name] * int(n))
+    return np.asarray(names, dtype=str)
 
 
 def _prepare_each(spectra, preparation, options):

@@ -16,8 +16,10 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
     ``seed + k`` (and its own synthetic library, ``[pretrain] seed + k``) and
     each fine-tuned the same way.
 ``[preparation]``
-    ``wavelength_min``, ``wavelength_max`` [Angstrom], ``dloglam`` (step in
-    ln lambda), ``medium``, ``resolution`` (R), and optional
+    ``wavelength_min``, ``wavelength_max`` [Angstrom] -- or, for an
+    instrument's windows, ``windows`` or ``windows_from``
+    (`stellarml.recipes.instrument`) --, ``dloglam`` (step in ln lambda),
+    ``medium``, ``resolution`` (R), and optional
     `~stellarml.spectra.PreparationSettings` fields.
 ``[pretrain]``
     ``emulator`` (path to a polynomial emulator npz), ``n_spectra``,
@@ -45,6 +47,12 @@ import numpy as np
 
 from ..io.asdf.model_io import write_model
 from .calibration import build_calibration, check_calibration_config, load_reference
+from .instrument import (
+    DEFAULT_COVERAGE_SHARE,
+    mask_outside_windows,
+    preparation_windows,
+    window_fraction,
+)
 
 __all__ = [
     "build_finetune_library",
@@ -63,7 +71,7 @@ __all__ = [
 
 _REQUIRED = {
     "model": ("name",),
-    "preparation": ("wavelength_min", "wavelength_max", "dloglam"),
+    "preparation": ("dloglam",),
     "pretrain": (),
 }
 
@@ -76,6 +84,17 @@ def check_config(cfg):
         missing = [k for k in keys if k not in cfg[section]]
         if missing:
             raise ValueError(f"[{section}] lacks {', '.join(missing)}")
+    prep = cfg["preparation"]
+    if "windows_from" in prep:  # read when the grid is built ({data_dir} is expanded then)
+        files = prep["windows_from"]
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise ValueError(
+                "[preparation] windows_from must be a non-empty list of spectrum file paths"
+            )
+        if "windows" in prep or "wavelength_min" in prep or "wavelength_max" in prep:
+            preparation_windows(prep)  # raises: the grid is given twice
+    else:
+        preparation_windows(prep)
     n = cfg["model"].get("ensemble", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"[model] ensemble must be a positive integer, got {n!r}")
@@ -103,11 +122,18 @@ def build_preparation(cfg):
     from ..spectra import PreparationSettings, log_lambda_grid
 
     prep = dict(cfg["preparation"])
-    grid = log_lambda_grid(
-        float(prep.pop("wavelength_min")),
-        float(prep.pop("wavelength_max")),
-        float(prep.pop("dloglam")),
-    )
+    windows = preparation_windows(prep)
+    for key in ("windows", "windows_from"):
+        prep.pop(key, None)
+    if windows is None:
+        lo, hi = float(prep.pop("wavelength_min")), float(prep.pop("wavelength_max"))
+    else:
+        lo, hi = float(windows[0, 0]), float(windows[-1, 1])
+    grid = log_lambda_grid(lo, hi, float(prep.pop("dloglam")))
+    if windows is not None:
+        share = DEFAULT_COVERAGE_SHARE * window_fraction(grid, windows)
+        prep.setdefault("min_overlap_fraction", share)
+        prep.setdefault("min_good_fraction", share)
     return PreparationSettings(wavelength=grid * u.AA, **prep)
 
 
@@ -135,7 +161,9 @@ def build_pretrain_library(cfg, preparation):
 
     The emulator is degraded once (its coefficients are broadened to the
     model's resolving power, on a window ``wavelength_margin`` wider than the
-    model grid, converted to the emulator's medium), then sampled.
+    model grid, converted to the emulator's medium), then sampled. With
+    instrument windows (`stellarml.recipes.instrument`) the pixels outside
+    them get no data (`~stellarml.recipes.instrument.mask_outside_windows`).
     """
     from ..libraries import PolynomialEmulatorLibrary
     from ..spectra import air_to_vacuum, vacuum_to_air
@@ -166,6 +194,9 @@ def build_pretrain_library(cfg, preparation):
             continuum_distortion=distortion,
             seed=int(p.get("seed", 0)) + 1,
         )
+    windows = preparation_windows(cfg["preparation"])
+    if windows is not None:  # no data between an instrument's windows, as in its spectra
+        mask_outside_windows(library, windows, preparation.medium)
     return library
 
 

@@ -12,7 +12,8 @@ over ``(n_spectra, n_pixels)`` batches) and the specutils-level `prepare`:
 * `rotational_broaden`, `macroturbulence_broaden`, `instrumental_broaden` (and
   their kernels), `mask_from_spectrum`, `transfer_mask`, `apply_mask`,
   `error_from_spectrum` (`stellarml.spectra.kernels`)
-* `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`
+* `PreparationSettings`, `PreparedBatch`, `prepare_arrays`, `prepare`, and `SpectrumParts`
+  (the parts of one star, one row)
 * `der_snr_ivar`, `estimate_missing_noise`: noise of spectra without uncertainties
 """
 
@@ -31,6 +32,7 @@ from .kernels import (
     transfer_mask,
 )
 from .noise import der_snr_ivar, estimate_missing_noise
+from .parts import SpectrumParts
 from .prepare import (
     RV_SOURCES,
     PreparationSettings,
@@ -49,6 +51,7 @@ __all__ = [
     "MeasuredRV",
     "PreparationSettings",
     "PreparedBatch",
+    "SpectrumParts",
     "air_to_vacuum",
     "apply_mask",
     "der_snr_ivar",

@@ -32,6 +32,7 @@ from ..flags import FATAL, LabelFlag
 from .broadening import FWHM_TO_SIGMA, _kernel_sigma, _lsf_sigma
 from .continuum import _continuum, _sigma_pixels, _smoother
 from .doppler import C_KMS, air_to_vacuum, vacuum_to_air
+from .parts import SpectrumParts, _combine_parts, _PartsBlock, _percent
 from .resample import (
     OPERATOR_CACHE,
     _apply_operator,
@@ -336,10 +337,6 @@ def _to_medium(wave, from_medium, to_medium):
     if from_medium == to_medium:
         return wave
     return air_to_vacuum(wave) if to_medium == "vacuum" else vacuum_to_air(wave)
-
-
-def _percent(x):
-    return f"{100.0 * x:.0f}%"
 
 
 class _GridMapper:
@@ -756,10 +753,14 @@ class _Block:
 
 
 def _iter_spectra(obj, path, depth=0):
-    """Yield (label, spectrum) pairs in order, flattening lists and collections."""
+    """Yield (label, spectrum) pairs in order, flattening lists and collections.
+
+    A `~stellarml.spectra.SpectrumParts` (the parts of one star) is yielded
+    whole, as one item: it gives one row.
+    """
     if depth > 50:
         raise ValueError(f"input nesting is too deep at {path}")
-    if isinstance(obj, Spectrum):
+    if isinstance(obj, Spectrum | SpectrumParts):
         yield path, obj
     elif isinstance(obj, SpectrumCollection):
         for i in range(len(obj)):
@@ -776,7 +777,9 @@ def _iter_spectra(obj, path, depth=0):
 
 
 def _spectrum_rows(spec):
-    """Rows one specutils spectrum gives: 1 for a 1-D spectrum, n for an (n, npix) batch."""
+    """Rows one input gives: 1 for a 1-D spectrum or a star's parts, n for an (n, npix) batch."""
+    if isinstance(spec, SpectrumParts):
+        return 1
     ndim = spec.flux.ndim
     if ndim <= 1:
         return 1
@@ -786,6 +789,8 @@ def _spectrum_rows(spec):
 
 def input_rows(spectra):
     """Number of rows `prepare` gives for ``spectra`` (anything it accepts).
+
+    A `~stellarml.spectra.SpectrumParts` (the parts of one star) counts one row.
 
     Examples
     --------
@@ -924,9 +929,12 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=No
     Accepts a `~specutils.Spectrum` (1-D, or a 2-D batch sharing one
     spectral axis), the deprecated ``Spectrum1D``, `~specutils.SpectrumList`,
     `~specutils.SpectrumCollection`, and (nested) lists or tuples of these,
-    flattened in order. Spectra sharing a grid (and medium, LSF and
-    uncertainty presence) are processed together by `prepare_arrays`' code
-    path and put back in input order.
+    flattened in order: each spectrum is a star, one row (a 2-D batch, one
+    row per spectrum). A `~stellarml.spectra.SpectrumParts` is the parts of
+    **one** star (CCDs, echelle orders), combined into one row on the model
+    grid (`stellarml.spectra.parts`). Spectra sharing a grid (and medium, LSF
+    and uncertainty presence) are processed together by `prepare_arrays`'
+    code path and put back in input order.
 
     A spectrum that cannot be used becomes a row with a fatal flag and a
     message, and the batch goes on:
@@ -953,11 +961,12 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=No
         The model's grid and preparation parameters.
     rv : float, array-like or `~astropy.units.Quantity`, optional
         Radial velocity [km/s], one for all or one per output row
-        (``rv_source`` "given"). Default: each spectrum's ``redshift`` z as
-        ``rv = c z`` (so the rest frame is ``lambda_obs / (1 + z)``, exactly,
-        also for a ``radial_velocity``, which specutils turns into z
-        relativistically); 0 where neither is set (``rv_source`` "none";
-        `~stellarml.spectra.prepare_with_rv` measures those).
+        (``rv_source`` "given"; the row of a `~stellarml.spectra.SpectrumParts`
+        applies it to each of its parts). Default: each spectrum's (or part's)
+        ``redshift`` z as ``rv = c z`` (so the rest frame is
+        ``lambda_obs / (1 + z)``, exactly, also for a ``radial_velocity``, which
+        specutils turns into z relativistically); 0 where neither is set
+        (``rv_source`` "none"; `~stellarml.spectra.prepare_with_rv` measures those).
     resolution : float, optional
         Input resolving power R for every spectrum. Default:
         ``meta['resolution']``.
@@ -1039,9 +1048,17 @@ def _prepare_spectra(spectra, settings, *, rv=None, resolution=None, fwhm=None, 
     _lsf_args(resolution, fwhm, 1, "prepare")
     if medium is not None:
         medium = _check_medium(medium)
+    items = list(_iter_spectra(spectra, "spectra"))
+    return _prepare_items(items, settings, rv, resolution, fwhm, medium)
+
+
+def _prepare_items(items, settings, rv, resolution, fwhm, medium=None):
+    """`prepare` of (label, Spectrum or SpectrumParts) items, one block of rows each, in order."""
     blocks = [
-        _block_from_spectrum(label, spec, resolution, fwhm, medium)
-        for label, spec in _iter_spectra(spectra, "spectra")
+        _PartsBlock(label, spec)
+        if isinstance(spec, SpectrumParts)
+        else _block_from_spectrum(label, spec, resolution, fwhm, medium)
+        for label, spec in items
     ]
     n = sum(b.nrows for b in blocks)
     npix = settings.wavelength.size
@@ -1057,7 +1074,11 @@ def _prepare_spectra(spectra, settings, *, rv=None, resolution=None, fwhm=None, 
     out.rv[:] = rv_all
     starts = np.cumsum([0] + [b.nrows for b in blocks])
     groups = {}
+    stars = []
     for b, start in zip(blocks, starts[:-1], strict=True):
+        if isinstance(b, _PartsBlock):
+            stars.append((b, start))
+            continue
         rows = slice(start, start + b.nrows)
         if rv is None:
             out.rv_source[rows] = b.rv_source
@@ -1107,7 +1128,75 @@ def _prepare_spectra(spectra, settings, *, rv=None, resolution=None, fwhm=None, 
         for j, i in enumerate(index):
             if res.messages[j]:
                 out.messages[i] = f"{labels[j]}: {res.messages[j]}"
+    if stars:
+        rv_stars = None if rv is None else rv_all
+        _prepare_stars(stars, out, settings, rv_stars, resolution, fwhm, medium)
     fatal_rows = (out.flags & int(FATAL)) != 0
     out.flux[fatal_rows] = 0.0
     out.ivar[fatal_rows] = 0.0
     return out
+
+
+def _part_coverage(settings, spec, rv):
+    """Boolean (npix,): grid pixels inside the wavelength range of ``spec`` at ``rv`` [km/s].
+
+    The test of `prepare`'s overlap fraction (`_GridMapper`): a grid pixel,
+    mapped into the part's medium and frame, lies within the part's first and
+    last pixel edges. A part whose axis cannot be read covers nothing.
+    """
+    try:
+        wave = np.sort(_wave_angstrom(spec.spectral_axis, "spectral axis"))
+    except u.UnitsError:
+        return np.zeros(settings.wavelength.size, dtype=bool)
+    meta = spec.meta if isinstance(spec.meta, dict) else {}
+    medium = meta.get("medium", "vacuum")
+    medium = medium.lower() if isinstance(medium, str) and medium.lower() in _MEDIA else "vacuum"
+    edges_in = _edges_from_centers(wave)
+    grid_edges = _edges_from_centers(settings.wavelength.to_value(u.AA))
+    edges = _to_medium(grid_edges, settings.medium, medium)
+    edges = edges * (1.0 + rv / C_KMS)
+    return (edges[:-1] >= edges_in[0]) & (edges[1:] <= edges_in[-1])
+
+
+def _prepare_stars(stars, out, settings, rv, resolution, fwhm, medium=None):
+    """Fill the rows of ``out`` of the stars ``[(_PartsBlock, row), ...]`` in place.
+
+    The parts of all the stars are prepared in one call (parts on one grid go
+    through preparation together) with the coverage thresholds off, then each
+    star's parts are combined (`stellarml.spectra.parts`). ``rv``: None (each
+    part's own ``radial_velocity``) or the (n_rows,) velocities of ``out``'s rows.
+    """
+    relaxed = dataclasses.replace(settings, min_overlap_fraction=0.0, min_good_fraction=0.0)
+    items = [
+        (f"{block.label} part {k}", part)
+        for block, _ in stars
+        for k, part in enumerate(block.parts)
+    ]
+    counts = [len(block.parts) for block, _ in stars]
+    rv_parts = None
+    if rv is not None:
+        rv_parts = np.repeat(np.asarray([rv[row] for _, row in stars], dtype=np.float64), counts)
+    batch = _prepare_items(items, relaxed, rv_parts, resolution, fwhm, medium)
+    npix = settings.wavelength.size
+    start = 0
+    for (block, row), count in zip(stars, counts, strict=True):
+        rows = batch[start : start + count]
+        start += count
+        covered = np.zeros(npix, dtype=bool)
+        for k, part in enumerate(block.parts):
+            covered |= _part_coverage(settings, part, float(rows.rv[k]))
+        one = _empty_batch(1, npix)
+        _combine_parts(block.label, rows, covered, settings, one)
+        out.flux[row] = one.flux[0]
+        out.ivar[row] = one.ivar[0]
+        out.flags[row] = one.flags[0]
+        out.snr[row] = one.snr[0]
+        out.rv[row] = one.rv[0]
+        out.messages[row] = one.messages[0]
+        # the star's RV provenance: its parts' when they agree, else none known
+        sources = set(rows.rv_source.tolist())
+        out.rv_source[row] = sources.pop() if len(sources) == 1 else "none"
+        errs = rows.rv_err[np.isfinite(rows.rv_err)]
+        out.rv_err[row] = (
+            float(np.median(errs)) if errs.size and out.rv_source[row] != "none" else np.nan
+        )

@@ -21,6 +21,8 @@ from stellarml.io.echelle import (
     read_galah,
     read_galah_star,
 )
+from stellarml.spectra import SpectrumParts
+from stellarml.spectra.prepare import input_rows
 
 C_KMS = 299792.458
 
@@ -89,6 +91,7 @@ def test_carmenes_orders(tmp_path):
         formats = set(io_registry.identify_format("read", cls, str(path), None, [], {}))
         assert formats & STELLARML_FORMATS == {"CARMENES-CARACAL"}
     orders = SpectrumList.read(path)  # auto-identified
+    assert isinstance(orders, SpectrumParts)  # the orders of one star: one row in prepare
     assert len(orders) == 61
     for o, order in enumerate(orders):
         np.testing.assert_array_equal(order.spectral_axis.to_value(u.AA), wave[o])
@@ -194,6 +197,7 @@ def test_galah_camera_files(data_dir):
         assert spec.meta["medium"] == "air"
         assert spec.meta["resolution"] == GALAH_RESOLUTION
         assert spec.meta["sobject_id"] == "131216002601003"
+        assert spec.meta["star_id"] == "GALAH 131216002601003"
         assert spec.meta["object"] == "Flux Standard - mu Leo"
         assert spec.meta["baryeff"].unit == u.km / u.s
 
@@ -217,6 +221,7 @@ def test_galah_normalised_spectrum(data_dir):
 def test_galah_star_as_a_list(data_dir, tmp_path):
     files = _galah_files(data_dir)
     star = SpectrumList.read(files[2])  # all four cameras of the star
+    assert isinstance(star, SpectrumParts) and input_rows(star) == 1
     assert [s.meta["ccd"] for s in star] == [1, 2, 3, 4]
     assert [s.meta["camera"] for s in star] == ["blue", "green", "red", "ir"]
     two = SpectrumList.read([files[3], files[0]])
