@@ -31,10 +31,22 @@ class LabelFlag(enum.IntFlag):
     NO_UNCERTAINTY = 64
     #: The input resolution was unknown and assumed equal to the model's.
     RESOLUTION_ASSUMED = 128
+    #: A label PDF has two separated modes (see
+    #: `stellarml.posterior.bimodal_rows`): the median and interval describe
+    #: neither mode well.
+    BIMODAL_PDF = 2048
+    #: The input is clearly not a star, or was prepared very wrongly (see
+    #: ``docs/output_tables.rst``): the labels are masked.
+    NOT_A_STAR = 4096
 
 
 #: Bits that leave no labels.
-FATAL = LabelFlag.NO_WAVELENGTH_OVERLAP | LabelFlag.TOO_FEW_GOOD_PIXELS | LabelFlag.BAD_INPUT
+FATAL = (
+    LabelFlag.NO_WAVELENGTH_OVERLAP
+    | LabelFlag.TOO_FEW_GOOD_PIXELS
+    | LabelFlag.BAD_INPUT
+    | LabelFlag.NOT_A_STAR
+)
 
 
 def describe_flags(value):
