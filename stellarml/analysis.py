@@ -243,7 +243,7 @@ def _compute_label_table(model, batch, *, device, batch_size, calibrate=True, pr
     applied = bool(calibrate) and calibration is not None
     if applied:
         posterior = calibration(posterior)
-    flags = np.asarray(batch.flags, dtype=np.int64) | posterior.flags
+    flags = np.asarray(batch.flags, dtype=np.int64) | posterior.flags | posterior.bimodal_flags()
     fatal = (flags & int(FATAL)) != 0
     table = build_label_table(
         model.label_specs,

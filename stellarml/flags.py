@@ -37,10 +37,22 @@ class LabelFlag(enum.IntFlag):
     #: The radial velocity was estimated (no RV was known) and the estimate failed
     #: or is ambiguous; the spectrum was analysed at the reported ``rv``.
     RV_UNRELIABLE = 512
+    #: A label PDF has two separated modes (see
+    #: `stellarml.posterior.bimodal_rows`): the median and interval describe
+    #: neither mode well.
+    BIMODAL_PDF = 2048
+    #: The input is clearly not a star, or was prepared very wrongly (see
+    #: ``docs/output_tables.rst``): the labels are masked.
+    NOT_A_STAR = 4096
 
 
 #: Bits that leave no labels.
-FATAL = LabelFlag.NO_WAVELENGTH_OVERLAP | LabelFlag.TOO_FEW_GOOD_PIXELS | LabelFlag.BAD_INPUT
+FATAL = (
+    LabelFlag.NO_WAVELENGTH_OVERLAP
+    | LabelFlag.TOO_FEW_GOOD_PIXELS
+    | LabelFlag.BAD_INPUT
+    | LabelFlag.NOT_A_STAR
+)
 
 
 def describe_flags(value):

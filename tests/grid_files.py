@@ -172,6 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         rel = unquote(urlparse(self.path).path).lstrip("/")
         srv.requests.append((rel, dict(self.headers.items())))
+        if rel in srv.redirects:
+            self.send_response(302)
+            self.send_header("Location", srv.redirects[rel])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path = srv.root / rel
         if not path.is_file():
             self.send_error(404, "Not Found")
@@ -192,10 +198,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
         body = data[start:]
+        extra = dict(srv.headers.get(rel, {}))
         self.send_response(status)
         self.send_header("Content-Type", "application/fits")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", etag)
+        if rel in srv.omit_length:
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", extra.pop("ETag", etag))
+        for key, value in extra.items():
+            self.send_header(key, value)
         self.send_header("Accept-Ranges", "bytes" if srv.honour_range else "none")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -226,6 +238,14 @@ class GridServer:
         Content-Length but sends only ``n_bytes`` and closes the connection.
     honour_range : bool
         Answer Range requests with 206 (default True).
+    headers : dict
+        ``{relpath: {name: value}}``: extra response headers (an ``ETag``
+        given here replaces the server's own).
+    redirects : dict
+        ``{relpath: url}``: answer GETs of ``relpath`` with a 302 to ``url``.
+    omit_length : set
+        Relpaths served without ``Content-Length`` (the body ends when the
+        connection closes).
     """
 
     def __init__(self, root):
@@ -237,6 +257,9 @@ class GridServer:
         self._httpd.requests = []
         self._httpd.truncate = {}
         self._httpd.honour_range = True
+        self._httpd.headers = {}
+        self._httpd.redirects = {}
+        self._httpd.omit_length = set()
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -250,6 +273,18 @@ class GridServer:
     @property
     def truncate(self):
         return self._httpd.truncate
+
+    @property
+    def headers(self):
+        return self._httpd.headers
+
+    @property
+    def redirects(self):
+        return self._httpd.redirects
+
+    @property
+    def omit_length(self):
+        return self._httpd.omit_length
 
     @property
     def honour_range(self):

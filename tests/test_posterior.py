@@ -162,3 +162,77 @@ def test_bad_inputs_name_the_problem():
     # non-finite rows are not valid: their summaries are NaN, not invented
     post = GaussianPosterior([[1.0], [np.nan]], [[1.0], [1.0]], ["teff"])
     assert list(post.valid) == [True, False] and np.isnan(post.median("teff")[1])
+
+
+def test_bimodality_criterion_on_known_densities():
+    from stellarml.posterior import BIMODAL_MAX_DIP, BIMODAL_MIN_PEAK, bimodal_rows
+
+    assert (BIMODAL_MIN_PEAK, BIMODAL_MAX_DIP) == (0.2, 0.5)
+    x = np.linspace(0.0, 10.0, 201)
+
+    def g(m, s):
+        return np.exp(-0.5 * ((x - m) / s) ** 2)
+
+    rows = np.stack(
+        [
+            g(5, 1),  # one Gaussian
+            g(3, 0.5) + 0.5 * g(7, 0.5),  # two modes, second at half height, deep dip
+            g(3, 0.5) + 0.1 * g(7, 0.5),  # second mode below 0.2 of the first
+            g(4, 1) + g(5.5, 1),  # two components 1.5 sigma apart: one flat-topped mode
+            g(3, 1) + 0.3 * g(7.5, 1),  # second mode at 0.3 of the first, separated
+            np.zeros_like(x),  # all zero
+            np.full_like(x, np.nan),  # not finite
+            g(0, 0.3) + g(10, 0.3),  # modes at both edges of the grid
+        ]
+    )
+    assert bimodal_rows(rows).tolist() == [False, True, False, False, True, False, False, True]
+    # the thresholds do what they say
+    assert bimodal_rows(rows[2:3], min_peak=0.05).tolist() == [True]
+    assert bimodal_rows(rows[1:2], max_dip=0.0).tolist() == [False]
+    with pytest.raises(ValueError, match="min_peak must be in"):
+        bimodal_rows(rows, min_peak=0)
+    with pytest.raises(ValueError, match=r"density must be \(n, K\)"):
+        bimodal_rows(x)
+
+
+def test_one_bin_wiggles_are_not_modes():
+    from stellarml.posterior import bimodal_rows
+
+    x = np.linspace(0.0, 10.0, 101)
+    smooth = np.exp(-0.5 * ((x - 5) / 1.5) ** 2)
+    wiggly = smooth * (1 + 0.3 * (-1) ** np.arange(x.size))  # +-30 % bin-to-bin
+    assert not bimodal_rows(wiggly[None])[0]
+
+
+def test_every_form_flags_a_bimodal_posterior():
+    from stellarml.flags import LabelFlag
+
+    rng = np.random.default_rng(7)
+    mu = np.array([[4500.0, 6500.0], [5200.0, 5200.0]])  # row 0 bimodal, row 1 not
+    pdf = 0.5 * gaussian_pdf(mu[:, 0], np.full(2, 100.0)) + 0.5 * gaussian_pdf(
+        mu[:, 1], np.full(2, 100.0)
+    )
+    binned = BinnedPosterior({"teff": pdf}, {"teff": BINS})
+    draws = np.where(rng.random((2, 4000)) < 0.5, mu[:, :1], mu[:, 1:])
+    draws = draws + 100.0 * rng.standard_normal((2, 4000))
+    samples = SamplePosterior(draws, ["teff"])
+    gauss = GaussianPosterior(mu[:, :1], np.full((2, 1), 1e4), ["teff"])
+    assert binned.bimodal("teff").tolist() == [True, False]
+    assert samples.bimodal("teff").tolist() == [True, False]
+    assert gauss.bimodal("teff").tolist() == [False, False]
+    assert binned.bimodal_flags().tolist() == [int(LabelFlag.BIMODAL_PDF), 0]
+    # draws of the binned form are bimodal too; an invalid row never is
+    assert binned.to_samples(4000, seed=1).bimodal("teff").tolist() == [True, False]
+    assert binned.expand(np.array([True, False, True])).bimodal("teff").tolist() == [
+        True,
+        False,
+        False,
+    ]
+
+
+def test_unimodal_draws_rarely_look_bimodal():
+    rng = np.random.default_rng(11)
+    for n_draws in (100, 1000, 10000):
+        draws = rng.standard_normal((300, n_draws))
+        rate = SamplePosterior(draws, ["teff"]).bimodal("teff").mean()
+        assert rate <= 0.01, (n_draws, rate)

@@ -49,18 +49,43 @@ astropy's atomic cache import (`astropy.utils.data.import_file_to_cache`):
 4. Only a valid file is moved into place: `~astropy.utils.data.import_file_to_cache`
    for the cache, `os.replace` (atomic on one file system) for a mirror.
 
+Safety
+------
+* **Redirects** are followed only to the same scheme, host and port as the
+  requested URL; a redirect anywhere else raises `UnsafeDownloadError`
+  (grid files come from one server; a redirect to another host is not
+  trusted with what is then read as a model).
+* **Size cap**: a file larger than ``max_bytes`` (default
+  `DEFAULT_MAX_BYTES`) is refused, before the transfer when the server
+  announces its length and during it otherwise; the partial file is deleted.
+* **Integrity**: the byte count is checked against ``Content-Length``
+  (``Content-Range`` when resuming); the complete file is checked against
+  every digest the server gives for the whole file (``Digest: SHA-256=…`` /
+  ``MD5=…``, RFC 3230; ``Content-MD5``; an ``ETag`` of exactly 32 hexadecimal
+  digits, the MD5 convention of S3-like servers) and against ``expected``
+  (``{"sha256": …, "md5": …, "size": …}``, e.g. from a manifest), also for a
+  file already in a mirror. A mismatch raises `InvalidGridFile` and the file
+  is discarded (a mirror file already there is left as it is).
+* **Mirror paths**: a relative path is normalised (``a/./b`` -> ``a/b``);
+  absolute paths, ``..`` components, backslashes and empty paths are
+  refused, and the resolved target (symbolic links followed) must lie inside
+  the mirror directory. Violations raise `UnsafeDownloadError`.
+
 A missing file (HTTP 404 or 410: the PHOENIX grid is ragged, e.g. no hot
 low-gravity models) raises `GridPointNotFound`, a `LookupError` naming the
 grid point and the URL. Downloads obey ``astropy.utils.data.conf.allow_internet``
 and use ``conf.remote_timeout`` as the default timeout.
 """
 
+import base64
 import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
@@ -80,6 +105,7 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "KINDS",
     "KURUCZ_ATLAS_DIRS",
     "KURUCZ_BASE_URL",
@@ -88,6 +114,7 @@ __all__ = [
     "GridDownloadError",
     "GridPointNotFound",
     "InvalidGridFile",
+    "UnsafeDownloadError",
     "fetch_grid_file",
     "fetch_kurucz",
     "fetch_phoenix",
@@ -109,6 +136,10 @@ KURUCZ_ATLAS_DIRS = {"ck04": "ck04models", "k93": "k93models"}
 
 #: File kinds understood by `validate_grid_file`.
 KINDS = ("phoenix", "phoenix_wavelength", "kurucz")
+
+#: Default size cap of one downloaded file [bytes] (256 MiB; a PHOENIX HiRes
+#: model is about 6 MB, a Kurucz atlas file about 1 MB).
+DEFAULT_MAX_BYTES = 256 * 2**20
 
 _BLOCK = 2**16
 _PARTIAL_DIR = "stellarml-partial"
@@ -152,7 +183,15 @@ class GridDownloadError(OSError):
 
 
 class InvalidGridFile(ValueError):
-    """A downloaded or local grid file is not a valid FITS file of the expected kind."""
+    """A downloaded or local grid file is not a valid FITS file of the expected kind.
+
+    Also raised when a file does not match its checksum or expected size.
+    """
+
+
+class UnsafeDownloadError(GridDownloadError):
+    """A download was refused: a redirect to another host, a file over the size
+    cap, or a mirror path that would leave the mirror directory."""
 
 
 # ---------------------------------------------------------------------- names
@@ -219,10 +258,41 @@ def grid_url(base_url, relpath):
     Returns
     -------
     str
+
+    Raises
+    ------
+    UnsafeDownloadError
+        If ``relpath`` has a ``..`` component, a backslash, or is empty.
     """
     if not isinstance(base_url, str) or not re.match(r"^https?://", base_url):
         raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
-    return base_url.rstrip("/") + "/" + relpath.lstrip("/")
+    return base_url.rstrip("/") + "/" + _safe_relpath(relpath.lstrip("/"))
+
+
+def _safe_relpath(relpath):
+    """``relpath`` normalised, or `UnsafeDownloadError` if it could leave its base."""
+    if not isinstance(relpath, str) or not relpath.strip("/"):
+        raise UnsafeDownloadError(f"empty or invalid relative path {relpath!r}")
+    if "\\" in relpath or "\x00" in relpath:
+        raise UnsafeDownloadError(f"relative path {relpath!r} holds a backslash or NUL")
+    if relpath.startswith("/") or re.match(r"^[A-Za-z]:", relpath):
+        raise UnsafeDownloadError(f"relative path {relpath!r} is absolute")
+    parts = relpath.split("/")
+    if ".." in parts:
+        raise UnsafeDownloadError(f"relative path {relpath!r} has a '..' component")
+    return posixpath.normpath(relpath)
+
+
+def _mirror_target(mirror, relpath):
+    """``mirror / relpath``, checked to stay inside ``mirror`` with links resolved."""
+    root = Path(mirror).expanduser().resolve()
+    dest = root / _safe_relpath(relpath)
+    if not dest.resolve().is_relative_to(root):
+        raise UnsafeDownloadError(
+            f"{relpath!r} resolves to {dest.resolve()}, outside the mirror {root} "
+            "(a symbolic link leads out of it)"
+        )
+    return dest
 
 
 def _point_text(point):
@@ -380,11 +450,80 @@ def _content_range(value):
     return int(match[1]), total
 
 
-def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
+def _origin(url):
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to the same scheme, host and port."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            fp.close()
+            raise UnsafeDownloadError(
+                f"{req.full_url} redirects (HTTP {code}) to {target}, on another host or "
+                "scheme; stellarml follows redirects only within the server it was given. "
+                "Pass that server as base_url if you trust it",
+                url=req.full_url,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
+def _b64_hex(value):
+    try:
+        return base64.b64decode(value.strip(), validate=True).hex()
+    except (ValueError, TypeError):
+        return None
+
+
+def _server_digests(headers, *, whole):
+    """``{"sha256"|"md5": hexdigest}`` the response headers give for the whole file.
+
+    ``whole``: the body is the whole file (status 200), so ``Content-MD5`` and
+    an MD5-like ``ETag`` describe it; ``Digest`` (RFC 3230) always does.
+    """
+    out = {}
+    for item in (headers.get("Digest") or "").split(","):
+        algo, _, value = item.strip().partition("=")
+        name = {"sha-256": "sha256", "md5": "md5"}.get(algo.strip().lower())
+        if name and (digest := _b64_hex(value)):
+            out[name] = digest
+    if whole:
+        if (md5 := headers.get("Content-MD5")) and (digest := _b64_hex(md5)):
+            out.setdefault("md5", digest)
+        etag = headers.get("ETag") or ""
+        if not etag.startswith("W/"):
+            tag = etag.strip().strip('"')
+            if re.fullmatch(r"[0-9a-fA-F]{32}", tag):
+                out.setdefault("md5", tag.lower())
+    return out
+
+
+def _too_big(url, size, max_bytes, part, note):
+    _remove(part, note)
+    return UnsafeDownloadError(
+        f"{url} is {size} bytes or more, over the size cap of {max_bytes} bytes; "
+        "nothing was kept (raise max_bytes if the file is really that large)",
+        url=url,
+    )
+
+
+def _transfer(
+    url, part, *, timeout, show_progress, desc, point, max_bytes=DEFAULT_MAX_BYTES, _retry=True
+):
     """Download ``url`` into ``part``, resuming it when possible.
 
-    Returns when ``part`` holds the complete file; raises `GridPointNotFound`,
-    or `GridDownloadError` (keeping ``part`` for the next attempt).
+    Returns the digests the server gave for the whole file (``{"sha256"|"md5":
+    hex}``, kept in the ``.part.json`` note across resumed transfers) when
+    ``part`` holds the complete file; raises `GridPointNotFound`,
+    `UnsafeDownloadError` (another host, over ``max_bytes``), or
+    `GridDownloadError` (keeping ``part`` for the next attempt).
     """
     note = part.with_name(part.name + ".json")
     have = part.stat().st_size if part.exists() else 0
@@ -395,7 +534,9 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
         headers["If-Range"] = info.get("etag") or info["last_modified"]
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _OPENER.open(request, timeout=timeout)
+    except UnsafeDownloadError:
+        raise
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code in (404, 410):
@@ -416,6 +557,7 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
                 show_progress=show_progress,
                 desc=desc,
                 point=point,
+                max_bytes=max_bytes,
                 _retry=False,
             )
         raise GridDownloadError(
@@ -437,9 +579,16 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
                     url=url,
                 )
             start, total = parsed
+            digests = {
+                **(info or {}).get("digests", {}),
+                **_server_digests(response.headers, whole=False),
+            }
         else:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            digests = _server_digests(response.headers, whole=True)
+        if total is not None and total > max_bytes:
+            raise _too_big(url, total, max_bytes, part, note)
         note.write_text(
             json.dumps(
                 {
@@ -447,6 +596,7 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
                     "etag": response.headers.get("ETag"),
                     "last_modified": response.headers.get("Last-Modified"),
                     "length": total,
+                    "digests": digests,
                 }
             )
         )
@@ -469,8 +619,10 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
                     block = response.read(_BLOCK)
                     if not block:
                         break
-                    fh.write(block)
                     done += len(block)
+                    if done > max_bytes:
+                        break
+                    fh.write(block)
                     bar.update(len(block))
         except OSError as exc:
             raise GridDownloadError(
@@ -479,6 +631,8 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
                 url=url,
                 partial=part,
             ) from exc
+    if done > max_bytes:
+        raise _too_big(url, done, max_bytes, part, note)
     if total is not None and done != total:
         raise GridDownloadError(
             f"transfer of {url} stopped after {done} of {total} bytes; the partial file "
@@ -486,7 +640,53 @@ def _transfer(url, part, *, timeout, show_progress, desc, point, _retry=True):
             url=url,
             partial=part,
         )
-    return part
+    return digests
+
+
+def _file_digests(path, names):
+    hashes = {name: hashlib.new(name) for name in names}
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def _check_integrity_keys(expected):
+    if expected is None:
+        return
+    if not isinstance(expected, dict):
+        raise TypeError(f"expected must be a dict, got {type(expected).__name__}")
+    unknown = sorted(set(expected) - {"size", "sha256", "md5"})
+    if unknown:
+        raise ValueError(f"expected may hold 'size', 'sha256' and 'md5', not {unknown}")
+
+
+def _check_integrity(path, expected, where):
+    """Raise `InvalidGridFile` if ``path`` differs from ``expected`` size or digests.
+
+    ``expected``: ``{"size": int, "sha256": hex, "md5": hex}`` (any subset);
+    entries with a ``<name>_source`` key name where each came from.
+    """
+    expected = dict(expected or {})
+    problems = []
+    if expected.get("size") is not None:
+        size = os.stat(path).st_size
+        if size != int(expected["size"]):
+            problems.append(
+                f"{size} bytes, {expected.get('size_source', 'expected')} {int(expected['size'])}"
+            )
+    names = [n for n in ("sha256", "md5") if expected.get(n)]
+    if names:
+        actual = _file_digests(path, names)
+        for name in names:
+            if actual[name] != str(expected[name]).lower():
+                source = expected.get(f"{name}_source", "expected")
+                problems.append(f"{name} {actual[name]}, {source} {str(expected[name]).lower()}")
+    if problems:
+        raise InvalidGridFile(
+            f"{where}: the file does not match its checksum ({'; '.join(problems)})"
+        )
 
 
 def _partial_path(url, pkgname):
@@ -504,6 +704,8 @@ def fetch_grid_file(
     show_progress=True,
     timeout=None,
     pkgname="astropy",
+    expected=None,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """Local path of a grid file, downloading (resumably) and validating it if needed.
 
@@ -525,6 +727,12 @@ def fetch_grid_file(
         Socket timeout [s]; default ``astropy.utils.data.conf.remote_timeout``.
     pkgname : str, optional
         Astropy cache namespace (default ``"astropy"``, the shared cache).
+    expected : dict, optional
+        What the file must be, e.g. from a manifest: any of ``"size"``
+        [bytes], ``"sha256"`` and ``"md5"`` (hexadecimal). Checked after a
+        download and on a file already in ``mirror``.
+    max_bytes : int, optional
+        Size cap [bytes] (default `DEFAULT_MAX_BYTES`).
 
     Returns
     -------
@@ -539,12 +747,22 @@ def fetch_grid_file(
     GridDownloadError
         Network or HTTP failure, or an interrupted transfer (resumable).
     InvalidGridFile
-        The complete file is not a valid grid file; it was discarded.
+        The complete file is not a valid grid file, or does not match
+        ``expected`` or the digests the server sent; a download is discarded,
+        a file already in the mirror is left as it is.
+    UnsafeDownloadError
+        A redirect to another host, a file over ``max_bytes``, or a
+        ``relpath`` that leaves the mirror (``..``, absolute, a symbolic link
+        out of it).
     """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+    _check_integrity_keys(expected)
     url = grid_url(base_url, relpath)
     if mirror is not None:
-        dest = Path(mirror) / relpath
+        dest = _mirror_target(mirror, relpath)
         if dest.is_file():
+            _check_integrity(dest, expected, str(dest))
             return dest
         part = dest.with_name(dest.name + ".part")
     else:
@@ -568,18 +786,25 @@ def fetch_grid_file(
         if dest is None and astropy_data.is_url_in_cache(url, pkgname=pkgname, on_missing="ignore"):
             return Path(astropy_data.download_file(url, cache=True, pkgname=pkgname))
         try:
-            _transfer(
+            digests = _transfer(
                 url,
                 part,
                 timeout=timeout,
                 show_progress=show_progress,
                 desc=relpath.rsplit("/", 1)[-1],
                 point=point,
+                max_bytes=max_bytes,
             )
-        except GridPointNotFound:
+        except (GridPointNotFound, UnsafeDownloadError):
             _remove(lock)
             raise
         try:
+            _check_integrity(part, expected, url)
+            _check_integrity(
+                part,
+                {**digests, **{f"{k}_source": "the server's header says" for k in digests}},
+                url,
+            )
             validate_grid_file(part, kind, point, where=url)
         except InvalidGridFile:
             _remove(part, note, lock)
@@ -610,6 +835,8 @@ def fetch_phoenix(
     show_progress=True,
     timeout=None,
     pkgname="astropy",
+    expected=None,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """Local path of one PHOENIX-ACES HiRes model, downloaded on first use.
 
@@ -619,7 +846,7 @@ def fetch_phoenix(
         Grid point [K, dex, dex, dex] (PHOENIX grid values).
     base_url : str, optional
         The ``HiResFITS/`` folder URL (default `PHOENIX_BASE_URL`).
-    mirror, show_progress, timeout, pkgname
+    mirror, show_progress, timeout, pkgname, expected, max_bytes
         See `fetch_grid_file`.
 
     Returns
@@ -643,11 +870,20 @@ def fetch_phoenix(
         show_progress=show_progress,
         timeout=timeout,
         pkgname=pkgname,
+        expected=expected,
+        max_bytes=max_bytes,
     )
 
 
 def fetch_phoenix_wavelength(
-    *, base_url=PHOENIX_BASE_URL, mirror=None, show_progress=True, timeout=None, pkgname="astropy"
+    *,
+    base_url=PHOENIX_BASE_URL,
+    mirror=None,
+    show_progress=True,
+    timeout=None,
+    pkgname="astropy",
+    expected=None,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """Local path of ``WAVE_PHOENIX-ACES-AGSS-COND-2011.fits``, downloaded on first use.
 
@@ -655,7 +891,7 @@ def fetch_phoenix_wavelength(
     ----------
     base_url : str, optional
         The ``HiResFITS/`` folder URL, which holds the wavelength file.
-    mirror, show_progress, timeout, pkgname
+    mirror, show_progress, timeout, pkgname, expected, max_bytes
         See `fetch_grid_file`.
 
     Returns
@@ -670,6 +906,8 @@ def fetch_phoenix_wavelength(
         show_progress=show_progress,
         timeout=timeout,
         pkgname=pkgname,
+        expected=expected,
+        max_bytes=max_bytes,
     )
 
 
@@ -683,6 +921,8 @@ def fetch_kurucz(
     show_progress=True,
     timeout=None,
     pkgname="astropy",
+    expected=None,
+    max_bytes=DEFAULT_MAX_BYTES,
 ):
     """Local path of one STScI Kurucz atlas file (all gravities), downloaded on first use.
 
@@ -694,7 +934,7 @@ def fetch_kurucz(
         Which atlas.
     base_url : str, optional
         The STScI ``grid/`` folder URL (default `KURUCZ_BASE_URL`).
-    mirror, show_progress, timeout, pkgname
+    mirror, show_progress, timeout, pkgname, expected, max_bytes
         See `fetch_grid_file`.
 
     Returns
@@ -710,4 +950,6 @@ def fetch_kurucz(
         show_progress=show_progress,
         timeout=timeout,
         pkgname=pkgname,
+        expected=expected,
+        max_bytes=max_bytes,
     )

@@ -19,19 +19,31 @@ Every form gives the same summaries (`LabelPosterior.summaries`): median,
 quality flags (`~stellarml.flags.LabelFlag` bits the model computed) and
 diagnostics (registered in `stellarml.labels.DIAGNOSTICS`: domain distance,
 chi-square, Cramér–Rao bounds...), and supports what a catalogue pipeline
-needs: row selection and scatter into a larger batch (`select`, `expand`,
-`concatenate`), the mixture of the members of an ensemble (`combine`), and
-the per-row affine maps plus Gaussian convolution by which a
+needs: a test for two separated modes (`LabelPosterior.bimodal`, the
+``BIMODAL_PDF`` flag; criterion in `bimodal_rows`), row selection and
+scatter into a larger batch (`select`, `expand`, `concatenate`), the
+mixture of the members of an ensemble (`combine`), and the per-row
+affine maps plus Gaussian convolution by which a
 `~stellarml.calibration.LabelCalibration` corrects labels (`transformed`).
 
 Posteriors are immutable: every operation returns a new one.
 """
 
-from ._base import QUANTILES, SUMMARY_KEYS, LabelBins, LabelPosterior
+from ._base import (
+    BIMODAL_MAX_DIP,
+    BIMODAL_MIN_PEAK,
+    QUANTILES,
+    SUMMARY_KEYS,
+    LabelBins,
+    LabelPosterior,
+    bimodal_rows,
+)
 from .binned import BinnedPosterior
 from .samples import GaussianPosterior, SamplePosterior
 
 __all__ = [
+    "BIMODAL_MAX_DIP",
+    "BIMODAL_MIN_PEAK",
     "QUANTILES",
     "SUMMARY_KEYS",
     "BinnedPosterior",
@@ -39,4 +51,5 @@ __all__ = [
     "LabelBins",
     "LabelPosterior",
     "SamplePosterior",
+    "bimodal_rows",
 ]

@@ -9,13 +9,83 @@ import numpy as np
 
 from ..labels import get_diagnostic
 
-__all__ = ["QUANTILES", "SUMMARY_KEYS", "LabelBins", "LabelPosterior"]
+__all__ = [
+    "BIMODAL_MAX_DIP",
+    "BIMODAL_MIN_PEAK",
+    "QUANTILES",
+    "SUMMARY_KEYS",
+    "LabelBins",
+    "LabelPosterior",
+    "bimodal_rows",
+]
 
 #: Probability levels of the summary percentiles (p16, median, p84).
 QUANTILES = (0.16, 0.5, 0.84)
 
 #: Keys of every label's entry in `LabelPosterior.summaries`.
 SUMMARY_KEYS = ("median", "p16", "p84", "err_lo", "err_hi", "mode", "mean")
+
+#: A second local maximum of a label's density counts when it is at least this
+#: share of the highest maximum (see `bimodal_rows`).
+BIMODAL_MIN_PEAK = 0.2
+
+#: ... and when the density between the two maxima falls to at most this share
+#: of the second maximum (see `bimodal_rows`).
+BIMODAL_MAX_DIP = 0.5
+
+
+def bimodal_rows(density, *, min_peak=BIMODAL_MIN_PEAK, max_dip=BIMODAL_MAX_DIP):
+    """Which rows of densities on a regular grid have two significant, separated modes.
+
+    Each row is first smoothed with the 3-point kernel (1/4, 1/2, 1/4), so that
+    one-bin wiggles do not count. A row is bimodal when, besides its highest
+    local maximum ``p1``, it has another local maximum ``p2 >= min_peak * p1``
+    and the smoothed density somewhere between the two falls to at most
+    ``max_dip * p2``.
+
+    Parameters
+    ----------
+    density : array-like
+        ``(n, K)`` non-negative densities (or bin probabilities) on ``K``
+        equally spaced points; rows need not be normalised.
+    min_peak : float
+        In (0, 1]: least height of the second maximum, as a share of the first.
+    max_dip : float
+        In [0, 1): greatest height of the dip between them, as a share of the
+        second maximum.
+
+    Returns
+    -------
+    bimodal : `numpy.ndarray`
+        ``(n,)`` bool; False for rows that are not finite or are all zero.
+    """
+    if not 0 < min_peak <= 1:
+        raise ValueError(f"min_peak must be in (0, 1], got {min_peak!r}")
+    if not 0 <= max_dip < 1:
+        raise ValueError(f"max_dip must be in [0, 1), got {max_dip!r}")
+    d = np.asarray(density, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"density must be (n, K), got shape {d.shape}")
+    n, k = d.shape
+    ok = np.isfinite(d).all(axis=1) & (np.where(np.isfinite(d), d, 0).max(axis=1, initial=0) > 0)
+    if k < 3 or not ok.any():
+        return np.zeros(n, dtype=bool)
+    d = np.where(ok[:, None], d, 0.0)
+    padded = np.pad(d, ((0, 0), (1, 1)))
+    p = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
+    j1 = p.argmax(axis=1)
+    p1 = p[np.arange(n), j1]
+    idx = np.arange(k)[None, :]
+    # lowest density between each bin and the highest maximum (the bin included)
+    left = np.minimum.accumulate(np.where(idx <= j1[:, None], p, np.inf)[:, ::-1], axis=1)
+    right = np.minimum.accumulate(np.where(idx >= j1[:, None], p, np.inf), axis=1)
+    valley = np.where(idx < j1[:, None], left[:, ::-1], right)
+    edged = np.pad(p, ((0, 0), (1, 1)))
+    local_max = (p >= edged[:, :-2]) & (p > edged[:, 2:]) & (p > 0)
+    second = (
+        local_max & (idx != j1[:, None]) & (p >= min_peak * p1[:, None]) & (valley <= max_dip * p)
+    )
+    return ok & second.any(axis=1)
 
 
 @dataclass(frozen=True)
@@ -247,6 +317,38 @@ class LabelPosterior(abc.ABC):
         return (q[:, 0], q[:, 1], q[:, 2], self._mode(label), self._mean(label))
 
     # ------------------------------------------------------------------ flags and diagnostics
+    def bimodal(self, label):
+        """Whether the distribution of ``label`` has two separated modes, per row.
+
+        The criterion is `bimodal_rows` (with `BIMODAL_MIN_PEAK` and
+        `BIMODAL_MAX_DIP`) applied to the form's density on a regular grid: a
+        `BinnedPosterior`'s bin probabilities, a histogram of a
+        `SamplePosterior`'s draws; a `GaussianPosterior` is never bimodal.
+
+        Returns
+        -------
+        bimodal : `numpy.ndarray`
+            ``(n,)`` bool; False for rows that are not `valid`.
+        """
+        self._label_index(label)
+        density = self._density(label)
+        if density is None:
+            return np.zeros(self._n, dtype=bool)
+        return bimodal_rows(density) & self.valid
+
+    def bimodal_flags(self):
+        """`~stellarml.flags.LabelFlag.BIMODAL_PDF` where any label is `bimodal`, ``(n,)`` int64."""
+        from ..flags import LabelFlag
+
+        out = np.zeros(self._n, dtype=bool)
+        for label in self._labels:
+            out |= self.bimodal(label)
+        return np.where(out, np.int64(LabelFlag.BIMODAL_PDF), np.int64(0))
+
+    def _density(self, label):
+        """``(n, K)`` density of ``label`` on a regular grid, or None (unimodal by form)."""
+        return None
+
     def with_flags(self, bits):
         """A copy with ``bits`` (scalar or ``(n,)``) OR-ed into `flags`."""
         out = self._copy()

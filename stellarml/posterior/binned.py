@@ -134,6 +134,9 @@ class BinnedPosterior(LabelPosterior):
         edge = self._positions(label)[:, 5].astype(np.float64)
         return np.where(self.valid, edge, np.nan)
 
+    def _density(self, label):
+        return self._pdf[label]
+
     def _positions(self, label):
         key = ("positions", label)
         if key not in self._cache:

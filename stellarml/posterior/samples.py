@@ -69,6 +69,17 @@ class SamplePosterior(LabelPosterior):
     def _mean(self, label):
         return np.where(self.valid[:, None], self._column(label), 0.0).mean(axis=1)
 
+    def _density(self, label):
+        """Histograms of each row's draws: ``clip(sqrt(S), 10, 50)`` bins over their range."""
+        x = np.where(self.valid[:, None], self._column(label), 0.0)
+        k = int(np.clip(np.sqrt(x.shape[1]), 10, 50))
+        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+        width = np.where(hi > lo, hi - lo, 1.0)
+        j = np.clip(((x - lo) / width * k).astype(np.int64), 0, k - 1)
+        counts = np.zeros((x.shape[0], k))
+        np.add.at(counts, (np.arange(x.shape[0])[:, None], j), 1.0)
+        return counts
+
     def _row_arrays(self):
         return {"samples": self._samples}
 

@@ -374,3 +374,85 @@ def test_round_trip_with_every_calibration_form(toy, tmp_path):
     with pytest.raises(ModelFileError, match="cannot write an unfitted TrendCalibration"):
         model.calibration = TrendCalibration({"teff": []})
         write_model(model, tmp_path / "unfitted.asdf")
+
+
+def test_newer_minor_tag_version_says_upgrade(model_file, tmp_path):
+    path = _edited(model_file, tmp_path, b"tags/remap_model-1.1.0", b"tags/remap_model-1.7.0")
+    with pytest.raises(UnsupportedModelVersionError) as info:
+        read_model(path)
+    message = str(info.value)
+    assert "was written by a newer stellarml" in message
+    assert "remap_model-1.7.0" in message and "up to remap_model-1.1.0" in message
+    assert "Upgrade stellarml" in message and "not corrupted" in message
+    assert "corrupted or truncated" not in message
+
+
+def _threshold_bytes(model_file):
+    import re
+
+    data = model_file.read_bytes()
+    found = re.search(rb"domain_threshold: [^\n]*", data).group(0)
+    return data, found
+
+
+@pytest.mark.parametrize("value", [b".nan", b".inf"])
+def test_non_finite_threshold_is_refused(model_file, tmp_path, value):
+    data, found = _threshold_bytes(model_file)
+    path = tmp_path / "threshold.asdf"
+    path.write_bytes(data.replace(found, b"domain_threshold: " + value, 1))
+    with pytest.raises(ModelFileError, match="holds invalid values") as info:
+        read_model(path)
+    assert info.match(r"the domain threshold is (nan|inf), not a finite number >= 0")
+    assert "corrupted" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [b"-.inf", b"-1.0"])
+def test_negative_threshold_violates_the_schema(model_file, tmp_path, value):
+    data, found = _threshold_bytes(model_file)
+    path = tmp_path / "threshold.asdf"
+    path.write_bytes(data.replace(found, b"domain_threshold: " + value, 1))
+    with pytest.raises(ModelFileError, match="does not conform") as info:
+        read_model(path)
+    assert info.match(r"at model/domain_threshold")
+
+
+def test_non_finite_domain_reference_is_refused(toy, tmp_path):
+    import copy
+
+    model = copy.deepcopy(toy[0])
+    model.domain_reference_ = model.domain_reference_.copy()
+    model.domain_reference_[3, 1] = np.inf
+    path = tmp_path / "ref.asdf"
+    write_model(model, path)
+    with pytest.raises(ModelFileError, match="holds invalid values") as info:
+        read_model(path)
+    assert info.match("the domain reference embeddings hold 1 non-finite values")
+
+
+def test_non_finite_calibration_is_refused(toy, tmp_path):
+    import copy
+
+    from stellarml.calibration import TrendCalibration
+
+    model = copy.deepcopy(toy[0])
+    cal = TrendCalibration({"teff": []})
+    pred = model.predict_prepared(toy[1], toy[2], device="cpu")["posterior"]
+    summary = pred.summaries()["teff"]["median"]
+    cal.fit(pred, {"teff": summary - 40.0})
+    cal.coefficients_ = {"teff": np.array([np.nan])}
+    model.calibration = cal
+    path = tmp_path / "cal.asdf"
+    write_model(model, path)
+    with pytest.raises(ModelFileError, match="holds invalid values") as info:
+        read_model(path)
+    assert info.match(r"the trend calibration's fitted\['coefficients'\]\['teff'\]")
+
+
+def test_infinite_threshold_is_not_written(toy, tmp_path):
+    import copy
+
+    model = copy.deepcopy(toy[0])
+    model.domain_threshold_ = float("inf")
+    with pytest.raises(ModelFileError, match="needs a finite threshold"):
+        write_model(model, tmp_path / "inf.asdf")
+    assert not (tmp_path / "inf.asdf").exists()

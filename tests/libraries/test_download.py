@@ -1,5 +1,6 @@
 """Grid downloads against a real HTTP server on 127.0.0.1 serving files in the real formats."""
 
+import hashlib
 import urllib.error
 from pathlib import Path
 
@@ -240,3 +241,156 @@ def test_network_failures_are_clear(phoenix_server, astropy_cache):
         fetch_phoenix(*SUN, base_url=closed, show_progress=False, timeout=2)
     with pytest.raises(ValueError, match="kind must be one of"):
         validate_grid_file(__file__, "marcs")
+
+
+# ---------------------------------------------------------------------- safety
+def _b64(digest_bytes):
+    import base64
+
+    return base64.b64encode(digest_bytes).decode()
+
+
+def test_redirect_to_another_host_is_refused(phoenix_server, astropy_cache, tmp_path):
+    from grid_files import GridServer
+
+    other = GridServer(tmp_path / "other")
+    try:
+        rel = "HiResFITS/" + phoenix_relpath(*SUN)
+        target = other.root / rel
+        target.parent.mkdir(parents=True)
+        target.write_bytes(phoenix_server.paths[SUN].read_bytes())
+        phoenix_server.redirects[rel] = other.url + rel  # same IP, another port
+        with pytest.raises(download.UnsafeDownloadError, match="redirects") as info:
+            fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+        assert other.url + rel in str(info.value) and "another host" in str(info.value)
+        assert isinstance(info.value, GridDownloadError)
+        assert other.requests == []  # never contacted
+        assert _cached() == [] and _partials(astropy_cache) == []
+    finally:
+        other.close()
+
+
+def test_redirect_within_the_server_is_followed(phoenix_server, astropy_cache):
+    rel = "HiResFITS/" + phoenix_relpath(*SUN)
+    moved = "HiResFITS/moved/" + phoenix_relpath(*SUN).rsplit("/", 1)[-1]
+    (phoenix_server.root / moved).parent.mkdir(parents=True)
+    (phoenix_server.root / moved).write_bytes(phoenix_server.paths[SUN].read_bytes())
+    phoenix_server.redirects[rel] = "/" + moved
+    path = fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    assert path.read_bytes() == phoenix_server.paths[SUN].read_bytes()
+    assert [r for r, _ in phoenix_server.requests] == [rel, moved]
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_size_cap(phoenix_server, astropy_cache, announced):
+    rel = "HiResFITS/" + phoenix_relpath(*SUN)
+    size = phoenix_server.paths[SUN].stat().st_size
+    if not announced:
+        phoenix_server.omit_length.add(rel)
+    with pytest.raises(download.UnsafeDownloadError, match="over the size cap of 10000 bytes"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False, max_bytes=10000)
+    assert _cached() == [] and _partials(astropy_cache) == []
+    # under a cap it fits, also without Content-Length
+    path = fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False, max_bytes=size)
+    assert path.stat().st_size == size
+    with pytest.raises(ValueError, match="max_bytes must be a positive integer"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, max_bytes=0)
+
+
+@pytest.mark.parametrize(
+    ("header", "good"),
+    [
+        ("Digest", lambda d: "SHA-256=" + _b64(hashlib.sha256(d).digest())),
+        ("Digest", lambda d: "MD5=" + _b64(hashlib.md5(d).digest())),
+        ("Content-MD5", lambda d: _b64(hashlib.md5(d).digest())),
+        ("ETag", lambda d: '"' + hashlib.md5(d).hexdigest() + '"'),
+    ],
+)
+def test_server_checksums_are_verified(phoenix_server, astropy_cache, header, good):
+    rel = "HiResFITS/" + phoenix_relpath(*SUN)
+    data = phoenix_server.paths[SUN].read_bytes()
+    phoenix_server.headers[rel] = {header: good(data + b"x")}  # the digest of other bytes
+    with pytest.raises(InvalidGridFile, match="does not match its checksum") as info:
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    assert "the server's header says" in str(info.value)
+    assert _cached() == [] and _partials(astropy_cache) == []
+    phoenix_server.headers[rel] = {header: good(data)}
+    path = fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    assert path.read_bytes() == data
+
+
+def test_digest_survives_a_resumed_transfer(phoenix_server, astropy_cache):
+    rel = "HiResFITS/" + phoenix_relpath(*SUN)
+    data = phoenix_server.paths[SUN].read_bytes()
+    phoenix_server.headers[rel] = {"Digest": "SHA-256=" + _b64(hashlib.sha256(b"no").digest())}
+    phoenix_server.truncate[rel] = 4000
+    with pytest.raises(GridDownloadError, match="resumes it"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    phoenix_server.headers[rel] = {}  # the 206 carries no digest: the first answer's counts
+    with pytest.raises(InvalidGridFile, match="does not match its checksum"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    assert phoenix_server.requests[-1][1]["Range"] == "bytes=4000-"
+    assert _cached() == []
+    assert fetch_phoenix(*SUN, base_url=phoenix_server.base).read_bytes() == data
+
+
+def test_manifest_checksums_and_sizes(phoenix_server, astropy_cache, tmp_path):
+    data = phoenix_server.paths[SUN].read_bytes()
+    right = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    for wrong, match in [
+        ({**right, "sha256": "0" * 64}, "sha256 .*expected 0000"),
+        ({"size": len(data) + 1}, f"{len(data)} bytes, expected {len(data) + 1}"),
+        ({"md5": "F" * 32}, "md5 .*expected ffff"),
+    ]:
+        with pytest.raises(InvalidGridFile, match=match):
+            fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False, expected=wrong)
+        assert _cached() == []
+    with pytest.raises(ValueError, match="'size', 'sha256' and 'md5', not \\['sha1'\\]"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, expected={"sha1": "ab"})
+    mirror = tmp_path / "mirror"
+    path = fetch_phoenix(*SUN, base_url=phoenix_server.base, mirror=mirror, expected=right)
+    assert path.read_bytes() == data
+    # a file already in the mirror is checked too, and left alone when it differs
+    path.write_bytes(data[:-1] + b"?")
+    n = len(phoenix_server.requests)
+    with pytest.raises(InvalidGridFile, match="does not match its checksum"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, mirror=mirror, expected=right)
+    assert path.exists() and len(phoenix_server.requests) == n
+
+
+@pytest.mark.parametrize(
+    ("relpath", "match"),
+    [
+        ("../escape.fits", "'..' component"),
+        ("a/../../escape.fits", "'..' component"),
+        ("/etc/passwd", "is absolute"),
+        ("C:/x.fits", "is absolute"),
+        ("a\\b.fits", "backslash"),
+        ("", "empty"),
+    ],
+)
+def test_mirror_paths_stay_inside_the_mirror(phoenix_server, tmp_path, relpath, match):
+    with pytest.raises(download.UnsafeDownloadError, match=match):
+        download.fetch_grid_file(
+            relpath, base_url=phoenix_server.base, kind="phoenix", mirror=tmp_path / "m"
+        )
+    assert phoenix_server.requests == []
+    if not relpath.startswith("/"):  # a URL path may start with "/" (joined to the base)
+        with pytest.raises(download.UnsafeDownloadError, match=match):
+            grid_url(phoenix_server.base, relpath)
+
+
+def test_mirror_symlink_escape_is_refused(phoenix_server, tmp_path):
+    mirror, outside = tmp_path / "mirror", tmp_path / "outside"
+    mirror.mkdir()
+    outside.mkdir()
+    (mirror / "PHOENIX-ACES-AGSS-COND-2011").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(download.UnsafeDownloadError, match="outside the mirror"):
+        fetch_phoenix(*SUN, base_url=phoenix_server.base, mirror=mirror)
+    assert phoenix_server.requests == [] and list(outside.iterdir()) == []
+    # normalised: "./" and doubled slashes name the same file inside the mirror
+    rel = "./" + PHOENIX_WAVE_FILENAME
+    path = download.fetch_grid_file(
+        rel, base_url=phoenix_server.base, kind="phoenix_wavelength", mirror=mirror
+    )
+    assert path == mirror.resolve() / PHOENIX_WAVE_FILENAME

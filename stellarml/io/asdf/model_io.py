@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..._utils import stellarml_version, utc_now
 from ...models.base import LabelModel
+from .converters._common import InvalidModelContent
 
 __all__ = [
     "ModelFileError",
@@ -156,8 +157,13 @@ def read_model(path_or_name):
     ModelFileError
         The file is not ASDF, is truncated or corrupted (block checksums are
         verified), holds no stellarml model, or violates a stellarml schema.
+    ModelFileError
+        The file holds non-finite weights, domain references or thresholds,
+        or calibration parameters ("holds invalid values").
     UnsupportedModelVersionError
-        The model's tag version is not supported by this stellarml.
+        The model's tag version is not supported by this stellarml; a later
+        minor version of a supported tag is reported as written by a newer
+        stellarml (upgrade to read it).
     """
     path = _resolve(path_or_name)
     if not path.is_file():
@@ -217,12 +223,28 @@ def _load(path):
                 f"{path} does not conform to the stellarml schema: {exc.message} "
                 f"({_locate_violation(path, exc)})"
             ) from exc
+        except InvalidModelContent as exc:
+            raise ModelFileError(
+                f"{path} holds invalid values and is refused: {exc}. The file is intact "
+                "as ASDF, but the model it describes is unusable; retrain or re-export it"
+            ) from exc
         except Exception as exc:
             raise ModelFileError(
                 f"{path} is corrupted or truncated (or its content is inconsistent) and "
                 f"cannot be read: {type(exc).__name__}: {exc}"
             ) from exc
     unsupported = _unsupported_tags(tree)
+    newer = _newer_tags(unsupported)
+    if newer:
+        writer = tree.get("stellarml_version")
+        said = f" (the file names stellarml {writer})" if isinstance(writer, str) else ""
+        raise UnsupportedModelVersionError(
+            f"{path} was written by a newer stellarml{said}: it holds "
+            f"{', '.join(sorted(newer))}, a later minor version than this stellarml "
+            f"({stellarml_version()}) reads (up to "
+            f"{', '.join(_newest_supported(t) for t in sorted(newer))}). "
+            "Upgrade stellarml to read it; the file is not corrupted."
+        )
     if unsupported:
         # asdf's warnings about the unknown tags/extension say the same, less clearly
         raise UnsupportedModelVersionError(
@@ -310,6 +332,37 @@ def _unsupported_tags(tree):
 
     walk(tree)
     return found
+
+
+def _split_tag(tag):
+    """``"remap_model-1.2.0"`` -> ``("remap_model", (1, 2, 0))``, or None."""
+    name, _, version = tag.rpartition("-")
+    parts = version.split(".")
+    if not name or len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return name, tuple(int(p) for p in parts)
+
+
+def _newest_supported(tag):
+    name = _split_tag(tag)[0]
+    versions = [_split_tag(t) for t in _supported_tags()]
+    best = max(v for n, v in (x for x in versions if x) if n == name)
+    return f"{name}-{'.'.join(str(p) for p in best)}"
+
+
+def _newer_tags(tags):
+    """Those of ``tags`` that are a later minor/patch version of a supported major version."""
+    supported = [x for x in (_split_tag(t) for t in _supported_tags()) if x]
+    out = set()
+    for tag in tags:
+        split = _split_tag(tag)
+        if split is None:
+            continue
+        name, version = split
+        same_major = [v for n, v in supported if n == name and v[0] == version[0]]
+        if same_major and version > max(same_major):
+            out.add(tag)
+    return out
 
 
 def _supported_tags():

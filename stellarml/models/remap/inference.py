@@ -20,14 +20,39 @@ from ...flags import FATAL, LabelFlag
 from ...posterior import BinnedPosterior
 from ...spectra.noise import der_snr_ivar
 from ..base import PRECISIONS, LabelModelBase, check_precision
+from ..domain import line_statistics
 from .config import CPU_BATCH
 from .pdf import pdf_from_logits
 
-__all__ = ["EDGE_MASS_LIMIT", "RemapPredictor"]
+__all__ = [
+    "EDGE_MASS_LIMIT",
+    "FEATURELESS_DISTANCE",
+    "FEATURELESS_LINE_CONTRAST",
+    "MAX_LINE_RMS",
+    "NOT_A_STAR_DISTANCE",
+    "RemapPredictor",
+]
 
 #: Probability in the first or last bin of a label PDF above which
 #: `~stellarml.flags.LabelFlag.PDF_AT_GRID_EDGE` is set.
 EDGE_MASS_LIMIT = 0.05
+
+#: Domain distance (in units of the model's ``domain_threshold_``) above which
+#: `~stellarml.flags.LabelFlag.NOT_A_STAR` is set (``OUTSIDE_TRAINING_DOMAIN``
+#: is set above 1). Chosen on the tuning half of ``benchmarks/not_a_star.py``.
+NOT_A_STAR_DISTANCE = 2.5
+
+#: ``line_rms`` of `~stellarml.models.domain.line_statistics` (dimensionless)
+#: above which ``NOT_A_STAR`` is set: emission lines (or very noisy input).
+MAX_LINE_RMS = 0.3
+
+#: ``line_contrast`` of `~stellarml.models.domain.line_statistics` below
+#: which a spectrum counts as featureless; with a domain distance above
+#: `FEATURELESS_DISTANCE` (threshold units) ``NOT_A_STAR`` is set.
+FEATURELESS_LINE_CONTRAST = 1.25
+
+#: See `FEATURELESS_LINE_CONTRAST`.
+FEATURELESS_DISTANCE = 0.85
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -184,10 +209,18 @@ class RemapPredictor(LabelModelBase):
             device=device,
             precision=precision,
         )
-        return self._with_quality_flags(posterior, np.asarray(batch.snr, dtype=float))
+        return self._with_quality_flags(posterior, np.asarray(batch.snr, dtype=float), flux, ivar)
 
-    def _with_quality_flags(self, posterior, snr):
-        """Set PDF_AT_GRID_EDGE, OUTSIDE_TRAINING_DOMAIN and LOW_SNR; normalise the distance."""
+    def _with_quality_flags(self, posterior, snr, flux, ivar):
+        """Set PDF_AT_GRID_EDGE, OUTSIDE_TRAINING_DOMAIN, NOT_A_STAR and LOW_SNR.
+
+        Also normalises the ``domain_distance`` diagnostic by the threshold.
+        ``NOT_A_STAR`` (fatal: the labels are masked) is set when the distance
+        exceeds `NOT_A_STAR_DISTANCE`, when the line content of the prepared
+        spectrum (`~stellarml.models.domain.line_statistics`) exceeds
+        `MAX_LINE_RMS`, or when its line contrast is below
+        `FEATURELESS_LINE_CONTRAST` with a distance above `FEATURELESS_DISTANCE`.
+        """
         n = len(posterior)
         flags = np.zeros(n, dtype=np.int64)
         if n:
@@ -195,11 +228,19 @@ class RemapPredictor(LabelModelBase):
             flags[edge > EDGE_MASS_LIMIT] |= int(LabelFlag.PDF_AT_GRID_EDGE)
         threshold = getattr(self, "domain_threshold_", None)
         dist = posterior.diagnostics.get("domain_distance")
+        lines = line_statistics(flux, ivar) if n else {"line_rms": [], "line_contrast": []}
+        line_rms, contrast = np.asarray(lines["line_rms"]), np.asarray(lines["line_contrast"])
+        with np.errstate(invalid="ignore"):
+            not_a_star = line_rms > MAX_LINE_RMS
         if dist is not None and threshold is not None:
             flags[dist > threshold] |= int(LabelFlag.OUTSIDE_TRAINING_DOMAIN)
-            posterior = posterior.with_diagnostics(
-                domain_distance=dist / threshold if threshold > 0 else np.full(n, np.inf)
-            )
+            ratio = dist / threshold if threshold > 0 else np.full(n, np.inf)
+            with np.errstate(invalid="ignore"):
+                not_a_star |= ratio > NOT_A_STAR_DISTANCE
+                featureless = contrast < FEATURELESS_LINE_CONTRAST
+                not_a_star |= featureless & (ratio > FEATURELESS_DISTANCE)
+            posterior = posterior.with_diagnostics(domain_distance=ratio)
+        flags[not_a_star] |= int(LabelFlag.NOT_A_STAR)
         min_snr = self.min_training_snr
         if min_snr is not None:
             flags[np.isfinite(snr) & (snr < min_snr)] |= int(LabelFlag.LOW_SNR)
@@ -338,7 +379,7 @@ class RemapPredictor(LabelModelBase):
             result["bin_centers"] = {name: b.centers for name, b in self.label_bins().items()}
         if "domain_distance" in posterior.diagnostics:
             result["domain_distance"] = posterior.diagnostics["domain_distance"]
-        result["posterior"] = self._with_quality_flags(posterior, snr)
+        result["posterior"] = self._with_quality_flags(posterior, snr, flux, ivar)
         return result
 
     def predict(

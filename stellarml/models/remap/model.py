@@ -83,7 +83,13 @@ class RemapModel(RemapPredictor):
         training spectra.
     domain_threshold_ : float
         The ``domain_quantile`` quantile of the nearest-neighbour distances of
-        held-out training spectra to `domain_reference_` (embedding units).
+        held-out training spectra to `domain_reference_` (embedding units);
+        without held-out spectra, of leave-one-out distances within the
+        reference, which is optimistic for a network trained on those
+        spectra. The shipped model's is that in-sample value times the
+        quantile of out-of-fold distance ratios (``benchmarks/domain_kfold.py
+        --apply``, recorded in ``provenance_["domain"]``). Above it
+        ``OUTSIDE_TRAINING_DOMAIN`` is set; above 2.5 times it ``NOT_A_STAR``.
     calibration : `~stellarml.calibration.LabelCalibration` or None
         The correction `stellarml.derive_labels` applies to this model's
         posteriors (set after training, e.g. by a ``[calibration]`` table;

@@ -4,7 +4,47 @@ import warnings
 
 import numpy as np
 
-__all__ = ["materialize", "safe_units"]
+__all__ = ["InvalidModelContent", "check_finite", "materialize", "safe_units"]
+
+
+class InvalidModelContent(ValueError):
+    """A stored value is well-formed but unusable (non-finite weights, thresholds...).
+
+    `stellarml.io.asdf.read_model` reports it as a
+    `~stellarml.io.asdf.ModelFileError` saying that the file holds invalid
+    values (not that it is corrupted).
+    """
+
+
+def check_finite(values, what):
+    """Raise `InvalidModelContent` naming ``what`` if any number in ``values`` is not finite.
+
+    ``values`` is a number, an array or a (nested) dict/list of them; other
+    leaves (strings, None) are ignored.
+    """
+    bad = []
+
+    def walk(value, where):
+        if isinstance(value, dict):
+            for key, v in value.items():
+                walk(v, f"{where}[{key!r}]")
+        elif isinstance(value, list | tuple):
+            for k, v in enumerate(value):
+                walk(v, f"{where}[{k}]")
+        elif isinstance(value, bool) or value is None or isinstance(value, str):
+            return
+        else:
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                return
+            if not np.isfinite(arr).all():
+                bad.append(where)
+
+    walk(values, what)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InvalidModelContent(f"{shown} hold(s) non-finite values (NaN or infinity)")
 
 
 def materialize(node):

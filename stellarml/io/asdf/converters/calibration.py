@@ -3,11 +3,14 @@
 import numpy as np
 from asdf.extension import Converter
 
-from ._common import materialize
+from ._common import check_finite, materialize
 
 __all__ = ["LabelCalibrationConverter"]
 
 #: Per form: constructor settings and learned attributes stored in the node.
+#: Fitted entries that a calibration applies to labels: they must be finite.
+_APPLIED = ("coefficients", "centers", "scale")
+
 _LAYOUT = {
     "trend": (
         ("terms", "degree", "clip", "max_iter"),
@@ -93,6 +96,10 @@ class LabelCalibrationConverter(Converter):
             stored = materialize(node["settings"])
             obj = classes[kind](**{key: stored[key] for key in settings if key in stored})
             values = materialize(node["fitted"])
+            check_finite(
+                {k: v for k, v in values.items() if k in _APPLIED},
+                f"the {kind} calibration's fitted",
+            )
             order = list(node.get("label_order") or [])
             for key in fitted:
                 value = _restore(key, values[key.rstrip("_")])

@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from ._base import LabelModelConverter
+from ._common import InvalidModelContent
 
 __all__ = ["RemapModelConverter"]
 
@@ -27,7 +28,8 @@ class RemapModelConverter(LabelModelConverter):
     as ASDF binary blocks: never pickle or ``torch.save``), ``history``,
     ``metrics``, ``domain_reference`` and ``domain_threshold``. Tag 1.1.0
     adds ``calibration``; 1.0.0 files read as uncalibrated models. Reading
-    refuses non-finite weights and thresholds.
+    refuses non-finite weights, reference embeddings and thresholds
+    (``InvalidModelContent``).
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/remap_model-1.*",)
@@ -41,6 +43,11 @@ class RemapModelConverter(LabelModelConverter):
         weights = obj.weight_arrays()
         threshold = obj.domain_threshold_
         reference = obj.domain_reference_
+        if threshold is not None and not (math.isfinite(threshold) and threshold >= 0):
+            raise ValueError(
+                f"the domain threshold is {threshold!r}: a model file needs a finite "
+                "threshold >= 0 (or None, no domain check)"
+            )
         return {
             "bins": {n: list(b.as_tuple()) for n, b in obj.label_bins().items()},
             "architecture": _lists(config["architecture"]),
@@ -75,15 +82,28 @@ class RemapModelConverter(LabelModelConverter):
             name=str(node.get("name", "remap")),
             seed=int(node.get("seed", 0)),
         )
-        model.load_weights(node["n_pix"], node["weights"], node.get("embedding_loss_state"))
+        try:
+            model.load_weights(node["n_pix"], node["weights"], node.get("embedding_loss_state"))
+        except ValueError as exc:
+            if "non-finite" in str(exc):
+                raise InvalidModelContent(str(exc)) from None
+            raise
         model.history_ = list(node.get("history") or [])
         model.metrics_ = dict(node.get("metrics") or {})
         ref = node.get("domain_reference")
         model.domain_reference_ = None if ref is None else np.asarray(ref, dtype=np.float32)
         if ref is not None and not np.isfinite(model.domain_reference_).all():
-            raise ValueError("the domain reference embeddings hold non-finite values")
+            bad = int((~np.isfinite(model.domain_reference_)).sum())
+            raise InvalidModelContent(
+                f"the domain reference embeddings hold {bad} non-finite values"
+            )
         threshold = node.get("domain_threshold")
-        if threshold is not None and not (math.isfinite(threshold) or threshold == math.inf):
-            raise ValueError(f"the domain threshold is {threshold!r}, not a number")
+        if threshold is not None and not (
+            isinstance(threshold, int | float) and math.isfinite(threshold) and threshold >= 0
+        ):
+            raise InvalidModelContent(
+                f"the domain threshold is {threshold!r}, not a finite number >= 0 "
+                "(an infinite or NaN threshold would switch the domain check off)"
+            )
         model.domain_threshold_ = None if threshold is None else float(threshold)
         return model
