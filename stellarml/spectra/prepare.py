@@ -34,6 +34,7 @@ from .resample import (
     _apply_operator,
     _edges_from_centers,
     _good_pixels,
+    _input_bins,
     _ivar_from_uncertainty,
 )
 
@@ -309,7 +310,7 @@ class _GridMapper:
 
     def __init__(self, wave, settings, medium, resolution, fwhm, assumed):
         self.wave = wave
-        self.edges_in = _edges_from_centers(wave)
+        self.edges_in, self.real = _input_bins(wave)
         grid = settings.wavelength.to_value(u.AA)
         # the model grid in the medium of the input (the Doppler factor is applied per rv)
         self.edges_med = _to_medium(_edges_from_centers(grid), settings.medium, medium)
@@ -322,7 +323,12 @@ class _GridMapper:
             )
 
     def __call__(self, v, store=True):
-        """(operator, overlap fraction, first and last input column in range) for rv ``v``."""
+        """(operator, overlap fraction, first and last input column in range) for rv ``v``.
+
+        The overlap is the fraction of model pixels covered by input pixels
+        (`~stellarml.spectra.resample.MIN_COVERAGE` of their weight, masks
+        ignored): pixels in gaps of the input grid do not count.
+        """
         factor = 1.0 + v / C_KMS
         edges = self.edges_med * factor
         centers = self.centers_med * factor
@@ -335,10 +341,11 @@ class _GridMapper:
             else:
                 sigma_in = np.interp(centers, self.wave, self.sigma_in_px)
                 sigma = _kernel_sigma(sigma_out, sigma_in, centers, strict=False)
-        op = OPERATOR_CACHE.get(self.edges_in, edges[:-1], edges[1:], sigma, store=store)
-        inside = (edges[:-1] >= self.edges_in[0]) & (edges[1:] <= self.edges_in[-1])
+        op = OPERATOR_CACHE.get(
+            self.edges_in, edges[:-1], edges[1:], sigma, store=store, real=self.real
+        )
         c0, c1 = np.searchsorted(self.wave, [edges[0], edges[-1]])
-        return op, float(inside.mean()), int(c0), int(c1)
+        return op, float(op.covered.mean()), int(c0), int(c1)
 
 
 def _prepare_chunk(rows, flux, ivar, var, good, rv, mapper, smooth, iterations):
