@@ -31,6 +31,10 @@ class LabelFlag(enum.IntFlag):
     NO_UNCERTAINTY = 64
     #: The input resolution was unknown and assumed equal to the model's.
     RESOLUTION_ASSUMED = 128
+    #: More of the model grid is masked or not covered by the input than the labels are
+    #: known to survive (`stellarml.spectra.prepare.MAX_MASKED_FRACTION`): the labels can
+    #: be shifted by more than their stated errors.
+    MANY_MASKED_PIXELS = 1024
 
 
 #: Bits that leave no labels.

@@ -14,7 +14,8 @@ specutils input. Both run the same steps (see ``docs/spectra.rst``):
    mapped into the input frame, where the input LSF is described);
 5. continuum normalisation (`normalize_continuum`);
 6. flags: ``NO_WAVELENGTH_OVERLAP``, ``TOO_FEW_GOOD_PIXELS``, ``BAD_INPUT``
-   (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``.
+   (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``,
+   ``MANY_MASKED_PIXELS`` (more than `MAX_MASKED_FRACTION` of the grid without data).
 """
 
 import dataclasses
@@ -43,6 +44,11 @@ __all__ = ["PreparationSettings", "PreparedBatch", "prepare", "prepare_arrays"]
 _MEDIA = ("air", "vacuum")
 #: Asymmetric clipping (below, above) of the continuum, as in `normalize_continuum`.
 CONTINUUM_CLIP = (2.0, 3.0)
+#: Rows with a larger fraction of model-grid pixels without information (masked, in a gap
+#: or beyond the input's range) are flagged ``MANY_MASKED_PIXELS``. Measured on the shipped
+#: default model (``benchmarks/mask_shift.py``, ``benchmarks/RESULTS.md``): beyond this
+#: fraction the labels of real MILES spectra move by more than their stated errors.
+MAX_MASKED_FRACTION = 0.002
 
 
 def _grid_quantity(wavelength):
@@ -504,6 +510,8 @@ def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm,
             )
             flags[i] |= int(LabelFlag.TOO_FEW_GOOD_PIXELS)
         ok = ~(no_overlap | few)
+        many = ok & (1.0 - good_frac > MAX_MASKED_FRACTION)
+        flags[rows[many]] |= int(LabelFlag.MANY_MASKED_PIXELS)
         if ok.all():
             out.flux[rows] = norm_flux.T
             out.ivar[rows] = norm_ivar.T

@@ -110,7 +110,7 @@ def test_lamost_with_a_cut_out_region(data_dir):
     spec = _lamost(data_dir)
     lo, hi = 5000.0, 5600.0
     out = prepare([spec, _cut(spec, lo, hi)], SETTINGS, rv=0.0)
-    assert out.flags[0] == out.flags[1]
+    assert out.flags[1] == out.flags[0] | int(LabelFlag.MANY_MASKED_PIXELS)
     assert not out.flags[1] & int(LabelFlag.TOO_FEW_GOOD_PIXELS | LabelFlag.NO_WAVELENGTH_OVERLAP)
     # model pixels wholly inside the cut (plus the LSF kernel's reach) have no weight
     sig = GRID / 1500.0 / 2.3548 * 4
@@ -157,3 +157,30 @@ def test_coverage_is_honest_for_big_gaps_and_masks(data_dir):
     assert np.all(out.ivar[:2] == 0)
     assert not out.flags[2] & int(LabelFlag.NO_WAVELENGTH_OVERLAP | LabelFlag.TOO_FEW_GOOD_PIXELS)
     assert (out.ivar[2] > 0).mean() == pytest.approx(0.70, abs=0.01)
+
+
+def test_many_masked_pixels_fires_at_the_documented_fraction():
+    from stellarml.spectra import prepare_arrays
+    from stellarml.spectra.prepare import MAX_MASKED_FRACTION
+
+    assert MAX_MASKED_FRACTION == 0.002  # benchmarks/mask_shift.py, benchmarks/RESULTS.md
+    settings = PreparationSettings(wavelength=GRID * u.AA)  # no LSF: input pixel = grid pixel
+    npix = GRID.size
+    flux = 1.0 - 0.3 * np.exp(
+        -0.5 * ((GRID[None, :] - np.linspace(4000, 6800, 40)[:, None]) / 2) ** 2
+    )
+    flux = np.repeat(flux.prod(axis=0)[None, :], 4, axis=0)
+    at_limit = int(np.floor(MAX_MASKED_FRACTION * npix))
+    mask = np.zeros((4, npix), dtype=bool)
+    rng = np.random.default_rng(5)
+    for row, k in enumerate((0, at_limit, at_limit + 1, 100)):
+        mask[row, rng.choice(np.arange(10, npix - 10), k, replace=False)] = True
+    out = prepare_arrays(GRID, flux, np.full(flux.shape, 1e4), settings, mask=mask)
+    masked = (out.ivar == 0).mean(axis=1)
+    np.testing.assert_allclose(masked, mask.mean(axis=1))
+    many = (out.flags & int(LabelFlag.MANY_MASKED_PIXELS)) != 0
+    assert many.tolist() == [False, False, True, True]
+    assert not np.any(out.flags & int(LabelFlag.TOO_FEW_GOOD_PIXELS))
+    # a spectrum that covers only part of the grid has the rest "masked" too
+    part = prepare_arrays(GRID[:-10], flux[:1, :-10], np.full((1, npix - 10), 1e4), settings)
+    assert part.flags[0] & int(LabelFlag.MANY_MASKED_PIXELS)
