@@ -611,3 +611,44 @@ def test_shipped_model_labels_survive_masks_below_the_flag_limit(data_dir):
         err = 0.5 * (table[f"{label}_err_lo"].value[:n] + table[f"{label}_err_hi"].value[:n])
         shift = table[label].value[n : 2 * n][below] - base
         assert np.all(np.abs(shift) < err[below]), (label, shift / err[below])
+
+
+def test_mask_augmentation_produces_the_configured_masks():
+    from stellarml.models.remap.config import DEFAULT_TRAINING
+    from stellarml.training import SpectrumAugmenter
+
+    n, npix = 4000, 500
+    flux = torch.full((n, npix), 0.9)
+    ivar = torch.full((n, npix), 1e4)
+    assert DEFAULT_TRAINING["augment"]["mask_fraction"] == 0.0
+    plain = SpectrumAugmenter(snr=None, rv_jitter=0.0)
+    assert torch.all(plain((flux, ivar), torch.Generator().manual_seed(0))[1] > 0)
+
+    scattered = SpectrumAugmenter(snr=None, rv_jitter=0.0, mask_fraction=0.2)
+    f, iv = scattered((flux, ivar), torch.Generator().manual_seed(1))
+    bad = iv == 0
+    assert torch.all(f[bad] == 0) and torch.all(f[~bad] == 0.9) and torch.all(iv[~bad] == 1e4)
+    frac = bad.double().mean(dim=1)
+    assert frac.mean().item() == pytest.approx(0.1, abs=0.005)  # uniform in [0, 0.2]
+    assert frac.max().item() < 0.3 and (frac < 0.02).any()
+    _, iv2 = scattered((flux, ivar), torch.Generator().manual_seed(1))
+    assert torch.equal(iv2, iv)  # reproducible
+
+    chunks = SpectrumAugmenter(snr=None, rv_jitter=0.0, mask_chunks=3, mask_chunk_pixels=20)
+    _, iv = chunks((flux, ivar), torch.Generator().manual_seed(2))
+    bad = (iv == 0).numpy()
+    starts = (bad[:, 1:] & ~bad[:, :-1]).sum(axis=1) + bad[:, 0]
+    assert starts.max() <= 3 and (starts == 0).mean() == pytest.approx(0.25, abs=0.03)
+    assert bad.sum(axis=1).max() <= 60
+    # 0-3 runs (mean 1.5) of 1-20 pixels (mean 10.5), a little less for overlaps and the end
+    assert 13.0 < bad.sum(axis=1).mean() < 15.75
+    with pytest.raises(ValueError, match="mask_fraction"):
+        SpectrumAugmenter(mask_fraction=1.0)
+    with pytest.raises(ValueError, match="mask_chunk_pixels"):
+        SpectrumAugmenter(mask_chunk_pixels=0)
+    # the REMAP training configuration takes them
+    model = RemapModel(
+        {"teff": (3000.0, 8000.0, 100.0)},
+        training={"augment": {"mask_fraction": 0.05, "mask_chunks": 2}},
+    )
+    assert model.get_config()["training"]["augment"]["mask_chunks"] == 2
