@@ -110,38 +110,25 @@ def predict(model, flux, ivar, fill):
     return med, err
 
 
-def main(argv=None):
-    from pathlib import Path
-
-    from _common import ROOT
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--stars", type=int, default=40)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--chunk", type=int, default=40)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    args = p.parse_args(argv)
-    t0 = time.perf_counter()
-    torch.set_num_threads(1)
-    model = read_model(model_path("remap-optical-r2000"))
-    spectra, ids = miles_stars(Path(args.data), args.stars)
+def measure(model, spectra, *, seeds, chunk, fills=("continuum", "interp"), fractions=FRACTIONS):
+    """Shift statistics of ``model`` on ``spectra``: (by input fraction, by grid fraction)."""
     base = prepare(spectra, model.preparation)
     assert not np.any(base.flags & ~int(LabelFlag.NO_UNCERTAINTY)), "unexpected flags"
     base_ivar, _ = der_snr_ivar(base.flux, base.ivar)
     base_masked = (base.ivar == 0).mean(axis=1)
     results = {}
-    rows = {"continuum": [], "interp": []}
-    for fill in ("continuum", "interp"):
+    rows = {fill: [] for fill in fills}
+    for fill in fills:
         med0, err0 = predict(model, base.flux, base_ivar, fill)
         for kind in ("scattered", "chunks"):
-            for frac in FRACTIONS[1:]:
+            for frac in fractions[1:]:
                 shifts = {k: [] for k in LABELS}
                 grid_frac = []
-                for seed in range(args.seeds):
+                for seed in range(seeds):
                     rng = np.random.default_rng(1000 * seed + round(frac * 1000))
                     masked = []
                     for s in spectra:
-                        m = draw_mask(s.flux.size, frac, kind, args.chunk, rng)
+                        m = draw_mask(s.flux.size, frac, kind, chunk, rng)
                         masked.append(
                             Spectrum(
                                 flux=s.flux, spectral_axis=s.spectral_axis, mask=m, meta=s.meta
@@ -156,7 +143,7 @@ def main(argv=None):
                 z = {k: np.abs(np.concatenate(v)) for k, v in shifts.items()}
                 g = np.concatenate(grid_frac)
                 rows[fill].append(np.column_stack([g, *(z[k] for k in LABELS)]))
-                results[f"{fill}/{kind}/{frac:.2f}"] = {
+                results[f"{fill}/{kind}/{frac:.3f}"] = r = {
                     "grid_masked_fraction_mean": float(g.mean()),
                     "grid_masked_fraction_max": float(g.max()),
                     **{
@@ -166,9 +153,8 @@ def main(argv=None):
                     },
                     **{f"{k}_frac_beyond_err": float((z[k] > 1).mean()) for k in LABELS},
                 }
-                r = results[f"{fill}/{kind}/{frac:.2f}"]
                 print(
-                    f"{fill:9s} {kind:9s} {frac:4.2f} grid {g.mean():.3f} | "
+                    f"{fill:9s} {kind:9s} {frac:5.3f} grid {g.mean():.3f} | "
                     + " | ".join(
                         f"{k} p50 {r[f'{k}_abs_shift_over_err_50']:.2f} "
                         f"p90 {r[f'{k}_abs_shift_over_err_90']:.2f} "
@@ -195,8 +181,28 @@ def main(argv=None):
                 + " | ".join(
                     f"{k} p90 {entry[f'{k}_p90']:.2f} >1 {entry[f'{k}_frac_beyond_err']:.2f}"
                     for k in LABELS
-                )
+                ),
+                flush=True,
             )
+    return results, binned
+
+
+def main(argv=None):
+    from pathlib import Path
+
+    from _common import ROOT
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stars", type=int, default=40)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--chunk", type=int, default=40)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    model = read_model(model_path("remap-optical-r2000"))
+    spectra, ids = miles_stars(Path(args.data), args.stars)
+    results, binned = measure(model, spectra, seeds=args.seeds, chunk=args.chunk)
     report(
         "mask_shift.json",
         "mask_shift.py",
