@@ -164,7 +164,8 @@ def test_uncertainties_snr_and_masks():
     mask = np.zeros((3, FINE.size), bool)
     mask[1, 10000:12000] = True  # 100 Angstrom masked
     batch = prepare_arrays(FINE, flux, ivar, SETTINGS, resolution=20000.0, mask=mask)
-    assert list(batch.flags) == [0, 0, 0]
+    # 10 % of the grid masked: a warning (more than MAX_MASKED_FRACTION), not fatal
+    assert list(batch.flags) == [0, int(LabelFlag.MANY_MASKED_PIXELS), 0]
     in_range = (FINE >= GRID[0]) & (FINE <= GRID[-1])
     expected = np.median(flux[0, in_range] * np.sqrt(ivar[0, in_range]))
     assert batch.snr[0] == pytest.approx(expected, rel=0.01)
@@ -442,8 +443,9 @@ def test_prepare_real_files(data_dir):
         assert out.flags[i] == NO_UNC and out.messages[i] == ""
         assert (out.ivar[i] > 0).all()
         assert np.percentile(out.flux[i], 90) == pytest.approx(1.0, abs=0.05)
-    # BOSS: vacuum log-lambda with ivar and mask; resolution unknown
-    assert out.flags[1] == ASSUMED
+    # BOSS: vacuum log-lambda with ivar and mask; resolution unknown; its pipeline mask
+    # leaves more than MAX_MASKED_FRACTION of the grid without data
+    assert out.flags[1] == ASSUMED | int(LabelFlag.MANY_MASKED_PIXELS)
     assert 0.6 < (out.ivar[1] > 0).mean() < 1.0
     ivar = boss.uncertainty.array
     ok = (ivar > 0) & ~boss.mask & (boss.spectral_axis.value <= grid[-1])
