@@ -37,6 +37,10 @@ class LabelFlag(enum.IntFlag):
     #: The radial velocity was estimated (no RV was known) and the estimate failed
     #: or is ambiguous; the spectrum was analysed at the reported ``rv``.
     RV_UNRELIABLE = 512
+    #: More of the model grid is masked or not covered by the input than the labels are
+    #: known to survive (`stellarml.spectra.prepare.MAX_MASKED_FRACTION`): the labels can
+    #: be shifted by more than their stated errors.
+    MANY_MASKED_PIXELS = 1024
     #: A label PDF has two separated modes (see
     #: `stellarml.posterior.bimodal_rows`): the median and interval describe
     #: neither mode well.

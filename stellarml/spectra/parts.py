@@ -126,7 +126,10 @@ def _combine_parts(label, batch, covered, settings, out):
     flags = np.asarray(batch.flags, dtype=np.int64)
     fatal = (flags & int(FATAL)) != 0
     bad = np.flatnonzero(fatal & ((flags & int(LabelFlag.BAD_INPUT)) != 0))
-    nonfatal = int(np.bitwise_or.reduce(flags & ~int(FATAL))) if flags.size else 0
+    # a part covers only some of the grid, so its own MANY_MASKED_PIXELS says nothing
+    # about the star: the bit is decided below on the combined parts
+    per_part = ~int(FATAL) & ~int(LabelFlag.MANY_MASKED_PIXELS)
+    nonfatal = int(np.bitwise_or.reduce(flags & per_part)) if flags.size else 0
     out.flags[0] = nonfatal
     out.rv[0] = batch.rv[0] if len(batch) else 0.0
 
@@ -172,6 +175,12 @@ def _combine_parts(label, batch, covered, settings, out):
             f"only {_percent(good_frac)} of the model grid has good pixels in its "
             f"{nparts} parts; at least {_percent(settings.min_good_fraction)} are needed",
         )
+    from .prepare import MAX_MASKED_FRACTION
+
+    # pixels inside the parts' ranges that no part gives data to; the grid between
+    # the parts (an instrument's windows) is not counted
+    if np.count_nonzero(covered & (weight <= 0)) / npix > MAX_MASKED_FRACTION:
+        out.flags[0] |= int(LabelFlag.MANY_MASKED_PIXELS)
     out.flux[0] = combined.astype(np.float32)
     out.ivar[0] = weight.astype(np.float32)
     return out

@@ -15,8 +15,9 @@ specutils input. Both run the same steps (see ``docs/spectra.rst``):
 5. continuum normalisation (`normalize_continuum`);
 6. flags: ``NO_WAVELENGTH_OVERLAP``, ``TOO_FEW_GOOD_PIXELS``, ``BAD_INPUT``
    (fatal, their rows are all zero), ``NO_UNCERTAINTY``, ``RESOLUTION_ASSUMED``,
-   ``MEDIUM_ASSUMED``; what was assumed is also logged (astropy's logger), once
-   per call.
+   ``MEDIUM_ASSUMED`` and ``MANY_MASKED_PIXELS`` (more than `MAX_MASKED_FRACTION`
+   of the grid without data); what was assumed is also logged (astropy's logger),
+   once per call.
 """
 
 import dataclasses
@@ -38,6 +39,7 @@ from .resample import (
     _apply_operator,
     _edges_from_centers,
     _good_pixels,
+    _input_bins,
     _ivar_from_uncertainty,
 )
 
@@ -58,6 +60,11 @@ _MEDIA = ("air", "vacuum")
 RV_SOURCES = ("given", "header", "estimated", "none")
 #: Asymmetric clipping (below, above) of the continuum, as in `normalize_continuum`.
 CONTINUUM_CLIP = (2.0, 3.0)
+#: Rows with a larger fraction of model-grid pixels without information (masked, in a gap
+#: or beyond the input's range) are flagged ``MANY_MASKED_PIXELS``. Measured on the shipped
+#: default model (``benchmarks/mask_shift.py``, ``benchmarks/RESULTS.md``): beyond this
+#: fraction the labels of real MILES spectra move by more than their stated errors.
+MAX_MASKED_FRACTION = 0.002
 
 
 def _grid_quantity(wavelength):
@@ -344,7 +351,7 @@ class _GridMapper:
 
     def __init__(self, wave, settings, medium, resolution, fwhm, assumed):
         self.wave = wave
-        self.edges_in = _edges_from_centers(wave)
+        self.edges_in, self.real = _input_bins(wave)
         grid = settings.wavelength.to_value(u.AA)
         # the model grid in the medium of the input (the Doppler factor is applied per rv)
         self.edges_med = _to_medium(_edges_from_centers(grid), settings.medium, medium)
@@ -357,7 +364,12 @@ class _GridMapper:
             )
 
     def __call__(self, v, store=True):
-        """(operator, overlap fraction, first and last input column in range) for rv ``v``."""
+        """(operator, overlap fraction, first and last input column in range) for rv ``v``.
+
+        The overlap is the fraction of model pixels covered by input pixels
+        (`~stellarml.spectra.resample.MIN_COVERAGE` of their weight, masks
+        ignored): pixels in gaps of the input grid do not count.
+        """
         factor = 1.0 + v / C_KMS
         edges = self.edges_med * factor
         centers = self.centers_med * factor
@@ -370,10 +382,11 @@ class _GridMapper:
             else:
                 sigma_in = np.interp(centers, self.wave, self.sigma_in_px)
                 sigma = _kernel_sigma(sigma_out, sigma_in, centers, strict=False)
-        op = OPERATOR_CACHE.get(self.edges_in, edges[:-1], edges[1:], sigma, store=store)
-        inside = (edges[:-1] >= self.edges_in[0]) & (edges[1:] <= self.edges_in[-1])
+        op = OPERATOR_CACHE.get(
+            self.edges_in, edges[:-1], edges[1:], sigma, store=store, real=self.real
+        )
         c0, c1 = np.searchsorted(self.wave, [edges[0], edges[-1]])
-        return op, float(inside.mean()), int(c0), int(c1)
+        return op, float(op.covered.mean()), int(c0), int(c1)
 
 
 def _prepare_chunk(rows, flux, ivar, var, good, rv, mapper, smooth, iterations):
@@ -532,6 +545,8 @@ def _prepare_core(wave, flux, ivar, mask, settings, *, medium, resolution, fwhm,
             )
             flags[i] |= int(LabelFlag.TOO_FEW_GOOD_PIXELS)
         ok = ~(no_overlap | few)
+        many = ok & (1.0 - good_frac > MAX_MASKED_FRACTION)
+        flags[rows[many]] |= int(LabelFlag.MANY_MASKED_PIXELS)
         if ok.all():
             out.flux[rows] = norm_flux.T
             out.ivar[rows] = norm_ivar.T

@@ -13,8 +13,20 @@ pixel are renormalised over the good ones::
     var_out[j] = sum_i A[j, i]**2 w_i var_i / (sum_i A[j, i] w_i)**2
 
 which is the exact variance of this linear estimator for independent input
-pixels. An output pixel is left empty (flux 0, ivar 0) when less than half of
-its operator weight falls on good input pixels, and when its bin is not fully
+pixels.
+
+Gaps in the input grid are not bridged. A step between two input pixels is a
+gap when it is more than `GAP_FACTOR` times the median of the seven steps
+around it (one missing pixel on a regular grid is a gap). The pixels at a
+gap's edges extend half that median step into it and the rest of the gap
+belongs to no pixel: it carries no data.
+
+The *coverage* of an output pixel is ``sum_i A[j, i] w_i / T_j``, with ``T_j``
+the operator weight its bin would have if every part of the input range, gaps
+included, were a good pixel. Without a kernel this is exactly the fraction of
+the output bin covered by the bins of good input pixels. An output pixel is
+left empty (flux 0, ivar 0) when its coverage is below `MIN_COVERAGE` (gap
+interiors, pixels covered only by masked input) and when its bin is not fully
 inside the input range.
 
 The same machinery, with a Gaussian kernel folded into ``A``, performs the
@@ -33,14 +45,21 @@ import numpy as np
 import scipy.sparse as sp
 from astropy import units as u
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
+from scipy.ndimage import median_filter
 from scipy.special import ndtr
 from specutils import Spectrum
 from specutils.manipulation import ResamplerBase
 
 __all__ = ["InverseVarianceResampler", "resample_flux"]
 
-#: Output pixels need at least this fraction of their operator weight on good input pixels.
+#: Output pixels need at least this coverage (the fraction of their operator weight that
+#: falls on good input pixels, gaps counted as no data; see the module docstring).
 MIN_COVERAGE = 0.5
+#: A step between input pixels more than this many times the smaller neighbouring step is a
+#: Step between input pixels beyond which it is a gap (no data), in units of the median
+#: of the neighbouring steps; see `_input_bins`. One missing pixel on a regular grid is a gap.
+GAP_FACTOR = 1.5
+_GAP_WINDOW = 7
 #: Gaussian kernels are truncated at this many sigma.
 KERNEL_NSIGMA = 4.0
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -54,6 +73,50 @@ def _edges_from_centers(centers):
     edges[0] = centers[0] - 0.5 * (centers[1] - centers[0])
     edges[-1] = centers[-1] + 0.5 * (centers[-1] - centers[-2])
     return edges
+
+
+def _input_bins(centers):
+    """Bin edges of input pixels, with the gaps between them as bins of their own.
+
+    Parameters
+    ----------
+    centers : ndarray (npix,)
+        Strictly increasing pixel centres (npix >= 2).
+
+    Returns
+    -------
+    edges : ndarray (nbins + 1,)
+        Strictly increasing edges; ``nbins = npix + number of gaps``.
+    real : bool ndarray (nbins,) or None
+        True for the bins of pixels, False for gaps; None when there is no gap
+        (``edges`` is then `_edges_from_centers`).
+
+    Notes
+    -----
+    Step ``d_k = c_{k+1} - c_k`` is a gap when ``d_k > GAP_FACTOR * m_k``, with
+    ``m_k`` the median of the steps ``k - 3 ... k + 3`` (`_GAP_WINDOW`). The two
+    pixels at a gap's edges extend by ``m_k / 2`` into it; the rest of the step
+    (more than a third of it) belongs to no pixel.
+    """
+    edges = _edges_from_centers(centers)
+    d = np.diff(centers)
+    if d.size < 2:
+        return edges, None
+    local = median_filter(d, size=min(_GAP_WINDOW, d.size), mode="nearest")
+    gap = d > GAP_FACTOR * local
+    if not gap.any():
+        return edges, None
+    k = np.flatnonzero(gap)
+    n = centers.size
+    # pixel i starts a bin at its lower edge; a gap after pixel k starts one at c_k + m_k / 2
+    starts = np.empty(n + k.size)
+    real = np.ones(starts.size, dtype=bool)
+    pos = np.arange(n) + np.concatenate([[0], np.cumsum(gap)])
+    starts[pos] = edges[:-1]
+    starts[pos[k + 1]] = centers[k + 1] - 0.5 * local[k]
+    starts[pos[k] + 1] = centers[k] + 0.5 * local[k]
+    real[pos[k] + 1] = False
+    return np.append(starts, edges[-1]), real
 
 
 def _integrated_cdf(x, sigma):
@@ -74,13 +137,17 @@ def _cdf(x, sigma):
 class _Operator:
     """A sparse linear operator with what `_apply_operator` needs precomputed."""
 
-    __slots__ = ("matrix", "matrix_sq", "nbytes", "rowsum", "rowsum_sq")
+    __slots__ = ("covered", "matrix", "matrix_sq", "nbytes", "rowsum", "rowsum_sq", "total")
 
-    def __init__(self, matrix):
+    def __init__(self, matrix, total=None):
         self.matrix = matrix
         self.matrix_sq = matrix.multiply(matrix).tocsr()
         self.rowsum = np.asarray(matrix.sum(axis=1)).ravel()
         self.rowsum_sq = np.asarray(self.matrix_sq.sum(axis=1)).ravel()
+        #: operator weight of each row if the gaps held data (the coverage denominator)
+        self.total = self.rowsum if total is None else total
+        #: rows with enough coverage when every input pixel is good
+        self.covered = (self.rowsum > 0) & (self.rowsum >= MIN_COVERAGE * self.total)
         self.nbytes = 2 * (matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
 
     @property
@@ -88,14 +155,20 @@ class _Operator:
         return self.matrix.shape
 
 
-def _build_operator(edges_in, out_lo, out_hi, sigma, *, chunk=200_000):
+def _build_operator(edges_in, out_lo, out_hi, sigma, real=None, *, chunk=200_000):
     """Sparse (nout, nin) operator: Gaussian(sigma) convolution of the
     piecewise-constant input, averaged over ``[out_lo, out_hi]``.
 
     ``out_lo == out_hi`` means evaluation at that point. ``sigma == 0`` gives
     plain bin averaging (or point sampling). Rows whose interval is not inside
     the input range are empty. Kernels are truncated at `KERNEL_NSIGMA`.
+    ``real`` (from `_input_bins`) marks the bins of ``edges_in`` that are
+    pixels; the others are gaps, dropped from the matrix but counted in the
+    operator's ``total`` weight.
     """
+    if real is not None:
+        full = _build_operator(edges_in, out_lo, out_hi, sigma, chunk=chunk)
+        return _Operator(full.matrix[:, np.flatnonzero(real)].tocsr(), total=full.rowsum)
     nin = edges_in.size - 1
     nout = out_lo.size
     half = KERNEL_NSIGMA * sigma
@@ -161,16 +234,19 @@ class _OperatorCache:
             h.update(arr.tobytes())
         return h.hexdigest()
 
-    def get(self, edges_in, out_lo, out_hi, sigma, *, store=True):
-        """The operator for these arrays, from the cache or built (and cached if ``store``)."""
-        key = self.key(edges_in, out_lo, out_hi, sigma)
+    def get(self, edges_in, out_lo, out_hi, sigma, *, store=True, real=None):
+        """The operator for these arrays, from the cache or built (and cached if ``store``).
+
+        ``real`` marks the bins of ``edges_in`` that are pixels (see `_input_bins`).
+        """
+        key = self.key(edges_in, out_lo, out_hi, sigma, *(() if real is None else (real,)))
         with self._lock:
             op = self._data.get(key)
             if op is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
                 return op
-        op = _build_operator(edges_in, out_lo, out_hi, sigma)
+        op = _build_operator(edges_in, out_lo, out_hi, sigma, real)
         if not store:
             return op
         with self._lock:
@@ -241,7 +317,8 @@ def _apply_operator(op, flux, var, weight):
         vnum = _matmul_t(op.matrix_sq, np.where(weight, var, 0.0) if partial.size else var)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ivar_out = den * den / vnum
-        ok = (den > 0) & (den >= MIN_COVERAGE * rowsum) & (vnum > 0) & np.isfinite(ivar_out)
+        total = op.total[:, None]
+        ok = (den > 0) & (den >= MIN_COVERAGE * total) & (vnum > 0) & np.isfinite(ivar_out)
         ok = np.broadcast_to(ok, (nout, n))
         flux_out = np.where(ok, num / den, 0.0)
         ivar_out = np.where(ok, ivar_out, 0.0)
@@ -309,9 +386,11 @@ def resample_flux(wave_in, flux, ivar, wave_out, mask=None):
     True, ``ivar`` 0, negative or non-finite, non-finite flux) get zero weight
     and the weights are renormalised over the good ones; the inverse variance
     is propagated exactly for this linear operator (the diagonal of the output
-    covariance). Output pixels whose bin is not fully inside the input range,
-    or with less than half of their weight on good pixels, get flux 0 and
-    ivar 0.
+    covariance). Gaps in the input grid (a step more than `GAP_FACTOR` times
+    its neighbours) hold no data. Output pixels whose bin is not fully inside
+    the input range, or whose coverage (the fraction of the bin covered by
+    good input pixels) is below `MIN_COVERAGE`, get flux 0 and ivar 0: no
+    output pixel is ever given weight for flux that was not observed.
 
     The sparse operator is built once per ``(wave_in, wave_out)`` pair and
     cached, so a batch is one sparse matrix product.
@@ -377,8 +456,9 @@ def resample_flux(wave_in, flux, ivar, wave_out, mask=None):
     wave_in = _check_grid(wave_in, "wave_in")
     flux2, ivar2, mask2, single = _as_batch(flux, ivar, mask, wave_in.size)
     edges_out = _edges_from_centers(wave_out)
+    edges_in, real = _input_bins(wave_in)
     op = OPERATOR_CACHE.get(
-        _edges_from_centers(wave_in), edges_out[:-1], edges_out[1:], np.zeros(wave_out.size)
+        edges_in, edges_out[:-1], edges_out[1:], np.zeros(wave_out.size), real=real
     )
     good, var = _good_pixels(flux2, ivar2, mask2)
     flux_out, ivar_out = _apply_operator(op, flux2, var, good)

@@ -95,6 +95,14 @@ class SpectrumAugmenter:
        (photon noise) and the inverse variance becomes
        ``1 / (1 / ivar + sigma^2)``.
 
+    4. masks (off by default): scattered bad pixels, each pixel masked with a
+       probability drawn per spectrum uniformly in ``[0, mask_fraction]``, and
+       between 0 and ``mask_chunks`` contiguous masked runs (uniform number)
+       of 1 to ``mask_chunk_pixels`` pixels each (uniform length and start).
+       Masked pixels get ``flux = 0`` and ``ivar = 0``, exactly what
+       `~stellarml.spectra.prepare` gives a pixel without data, so the network
+       sees them through the same input encoding as at inference.
+
     Masked pixels (``ivar == 0``) stay masked. Inputs known to be noiseless
     should carry a very large ``ivar`` (e.g. 1e12), not 0.
 
@@ -108,9 +116,25 @@ class SpectrumAugmenter:
         Fractional amplitude of the continuum distortion (0 disables).
     continuum_degree : int
         Degree of the Legendre series.
+    mask_fraction : float
+        Largest fraction of scattered bad pixels per spectrum, in [0, 1)
+        (0 disables).
+    mask_chunks : int
+        Largest number of contiguous masked runs per spectrum (0 disables).
+    mask_chunk_pixels : int
+        Largest length of a masked run [pixels].
     """
 
-    def __init__(self, snr=(10.0, 300.0), rv_jitter=0.3, continuum=0.0, continuum_degree=3):
+    def __init__(
+        self,
+        snr=(10.0, 300.0),
+        rv_jitter=0.3,
+        continuum=0.0,
+        continuum_degree=3,
+        mask_fraction=0.0,
+        mask_chunks=0,
+        mask_chunk_pixels=50,
+    ):
         if snr is not None:
             lo, hi = (float(v) for v in snr)
             if not 0 < lo <= hi:
@@ -120,6 +144,17 @@ class SpectrumAugmenter:
             raise ValueError("rv_jitter and continuum must be >= 0")
         if int(continuum_degree) < 0:
             raise ValueError(f"continuum_degree must be >= 0, got {continuum_degree!r}")
+        if not 0.0 <= float(mask_fraction) < 1.0:
+            raise ValueError(f"mask_fraction must be within [0, 1), got {mask_fraction!r}")
+        for name, value, low in (
+            ("mask_chunks", mask_chunks, 0),
+            ("mask_chunk_pixels", mask_chunk_pixels, 1),
+        ):
+            if isinstance(value, bool) or int(value) != value or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.mask_fraction = float(mask_fraction)
+        self.mask_chunks = int(mask_chunks)
+        self.mask_chunk_pixels = int(mask_chunk_pixels)
         self.snr = snr
         self.rv_jitter = float(rv_jitter)
         self.continuum = float(continuum)
@@ -132,6 +167,9 @@ class SpectrumAugmenter:
             "rv_jitter": self.rv_jitter,
             "continuum": self.continuum,
             "continuum_degree": self.continuum_degree,
+            "mask_fraction": self.mask_fraction,
+            "mask_chunks": self.mask_chunks,
+            "mask_chunk_pixels": self.mask_chunk_pixels,
         }
 
     def __repr__(self):
@@ -178,10 +216,31 @@ class SpectrumAugmenter:
             noise = torch.randn(n, npix, generator=generator, device=dev, dtype=dtype)
             flux = flux + sigma * noise
             var = var + sigma.square()
+        if self.mask_fraction > 0 or self.mask_chunks > 0:
+            good = good & ~self._masks(n, npix, generator, dev, dtype)
         zero = torch.zeros((), dtype=dtype, device=dev)
         ivar = torch.where(good, 1.0 / var.clamp_min(1e-30), zero)
         flux = torch.where(good, flux, zero)
         return (flux, ivar, *rest)
+
+    def _masks(self, n, npix, generator, dev, dtype):
+        """Boolean (n, npix) masks of scattered pixels and contiguous runs (step 4)."""
+        masked = torch.zeros(n, npix, dtype=torch.bool, device=dev)
+        if self.mask_fraction > 0:
+            p = self.mask_fraction * torch.rand(n, 1, generator=generator, device=dev, dtype=dtype)
+            masked |= torch.rand(n, npix, generator=generator, device=dev, dtype=dtype) < p
+        if self.mask_chunks > 0:
+            k = self.mask_chunks
+            count = torch.randint(0, k + 1, (n, 1), generator=generator, device=dev)
+            length = torch.randint(
+                1, self.mask_chunk_pixels + 1, (n, k), generator=generator, device=dev
+            )
+            start = torch.randint(0, npix, (n, k), generator=generator, device=dev)
+            use = torch.arange(k, device=dev) < count  # the first `count` runs of each row
+            x = torch.arange(npix, device=dev)
+            inside = (x >= start[..., None]) & (x < (start + length)[..., None]) & use[..., None]
+            masked |= inside.any(dim=1)
+        return masked
 
 
 def _scalars(out):

@@ -561,3 +561,94 @@ def test_fit_library_predict_spectra_and_asdf_file(tmp_path):
 
     tuned = read_model(path).fine_tune(test, epochs=2)
     assert tuned.provenance_["fine_tune"][0]["source"]["seed"] == 14
+
+
+def test_shipped_model_labels_survive_masks_below_the_flag_limit(data_dir):
+    """Real MILES spectra with scattered bad pixels: below ``MAX_MASKED_FRACTION`` of the
+    grid the labels stay inside their stated errors and are not flagged; above it they are
+    flagged ``MANY_MASKED_PIXELS`` (``benchmarks/mask_shift.py`` measures the curve)."""
+    import warnings
+
+    from specutils import Spectrum
+
+    import stellarml.io  # noqa: F401  (registers the MILES loader)
+    from stellarml import derive_labels
+    from stellarml.spectra import prepare
+    from stellarml.spectra.prepare import MAX_MASKED_FRACTION
+
+    ids = ("0272", "0266", "0001", "0003", "0004", "0010")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spectra = [
+            Spectrum.read(data_dir / "miles" / f"MILES_res2.50_star_m{i}V.fits", format="MILES")
+            for i in ids
+        ]
+    rng = np.random.default_rng(12)
+    low, high = [], []
+    for s in spectra:
+        npix = s.flux.size
+        m = np.zeros(npix, dtype=bool)
+        m[rng.integers(0, 97) :: 97] = True  # 1 % of the input pixels, isolated
+        low.append(Spectrum(flux=s.flux, spectral_axis=s.spectral_axis, mask=m, meta=s.meta))
+        m = np.zeros(npix, dtype=bool)
+        wave = s.spectral_axis.to_value(u.AA)
+        start = rng.integers(
+            np.searchsorted(wave, 4000.0), np.searchsorted(wave, 6500.0) - npix // 20
+        )
+        m[start : start + npix // 20] = True  # one chunk of 5 % of them
+        high.append(Spectrum(flux=s.flux, spectral_axis=s.spectral_axis, mask=m, meta=s.meta))
+    model = read_model()
+    table = derive_labels(spectra + low + high, model=model, calibrate=False)
+    n = len(ids)
+    many = (np.asarray(table["flags"]) & int(LabelFlag.MANY_MASKED_PIXELS)) != 0
+    grid_masked = (prepare(spectra + low + high, model.preparation).ivar == 0).mean(axis=1)
+    np.testing.assert_array_equal(many, grid_masked > MAX_MASKED_FRACTION)
+    assert not many[:n].any() and many[2 * n :].all()
+    below = np.flatnonzero(~many[n : 2 * n])
+    assert below.size >= 4
+    for label in ("teff", "logg", "fe_h"):
+        base = table[label].value[:n][below]
+        err = 0.5 * (table[f"{label}_err_lo"].value[:n] + table[f"{label}_err_hi"].value[:n])
+        shift = table[label].value[n : 2 * n][below] - base
+        assert np.all(np.abs(shift) < err[below]), (label, shift / err[below])
+
+
+def test_mask_augmentation_produces_the_configured_masks():
+    from stellarml.models.remap.config import DEFAULT_TRAINING
+    from stellarml.training import SpectrumAugmenter
+
+    n, npix = 4000, 500
+    flux = torch.full((n, npix), 0.9)
+    ivar = torch.full((n, npix), 1e4)
+    assert DEFAULT_TRAINING["augment"]["mask_fraction"] == 0.0
+    plain = SpectrumAugmenter(snr=None, rv_jitter=0.0)
+    assert torch.all(plain((flux, ivar), torch.Generator().manual_seed(0))[1] > 0)
+
+    scattered = SpectrumAugmenter(snr=None, rv_jitter=0.0, mask_fraction=0.2)
+    f, iv = scattered((flux, ivar), torch.Generator().manual_seed(1))
+    bad = iv == 0
+    assert torch.all(f[bad] == 0) and torch.all(f[~bad] == 0.9) and torch.all(iv[~bad] == 1e4)
+    frac = bad.double().mean(dim=1)
+    assert frac.mean().item() == pytest.approx(0.1, abs=0.005)  # uniform in [0, 0.2]
+    assert frac.max().item() < 0.3 and (frac < 0.02).any()
+    _, iv2 = scattered((flux, ivar), torch.Generator().manual_seed(1))
+    assert torch.equal(iv2, iv)  # reproducible
+
+    chunks = SpectrumAugmenter(snr=None, rv_jitter=0.0, mask_chunks=3, mask_chunk_pixels=20)
+    _, iv = chunks((flux, ivar), torch.Generator().manual_seed(2))
+    bad = (iv == 0).numpy()
+    starts = (bad[:, 1:] & ~bad[:, :-1]).sum(axis=1) + bad[:, 0]
+    assert starts.max() <= 3 and (starts == 0).mean() == pytest.approx(0.25, abs=0.03)
+    assert bad.sum(axis=1).max() <= 60
+    # 0-3 runs (mean 1.5) of 1-20 pixels (mean 10.5), a little less for overlaps and the end
+    assert 13.0 < bad.sum(axis=1).mean() < 15.75
+    with pytest.raises(ValueError, match="mask_fraction"):
+        SpectrumAugmenter(mask_fraction=1.0)
+    with pytest.raises(ValueError, match="mask_chunk_pixels"):
+        SpectrumAugmenter(mask_chunk_pixels=0)
+    # the REMAP training configuration takes them
+    model = RemapModel(
+        {"teff": (3000.0, 8000.0, 100.0)},
+        training={"augment": {"mask_fraction": 0.05, "mask_chunks": 2}},
+    )
+    assert model.get_config()["training"]["augment"]["mask_chunks"] == 2

@@ -73,7 +73,16 @@ DEFAULT_TRAINING = {
     "min_delta": 0.0,
     "grad_clip": 5.0,
     "validation_fraction": 0.1,
-    "augment": {"snr": (10.0, 300.0), "rv_jitter": 0.3, "continuum": 0.0, "continuum_degree": 3},
+    "augment": {
+        "snr": (10.0, 300.0),
+        "rv_jitter": 0.3,
+        "continuum": 0.0,
+        "continuum_degree": 3,
+        # masks (SpectrumAugmenter step 4): off by default, as in the shipped model's training
+        "mask_fraction": 0.0,  # largest fraction of scattered bad pixels per spectrum
+        "mask_chunks": 0,  # largest number of contiguous masked runs per spectrum
+        "mask_chunk_pixels": 50,  # largest length of a run [pixels]
+    },
     "domain_reference_size": 2000,  # training embeddings kept for the domain check
     "domain_quantile": 0.99,  # quantile of held-out NN distances used as threshold
     "fine_tune_epochs": 30,
