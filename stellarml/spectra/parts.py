@@ -114,12 +114,13 @@ def _percent(x):
     return f"{100.0 * x:.0f}%"
 
 
-def _combine_parts(label, batch, covered, settings, out):
+def _combine_parts(label, batch, covered, settings, out, max_masked_fraction):
     """Fill ``out`` (a one-row `PreparedBatch`) from the prepared rows of one star's parts.
 
     ``batch`` holds one row per part, prepared without coverage thresholds;
     ``covered`` (npix,) bool marks the grid pixels inside at least one part's
-    wavelength range; ``settings`` are the model's (with its thresholds).
+    wavelength range; ``settings`` are the model's (with its thresholds);
+    ``max_masked_fraction`` is preparation's limit of ``MANY_MASKED_PIXELS``.
     """
     npix = settings.wavelength.size
     nparts = len(batch)
@@ -175,11 +176,9 @@ def _combine_parts(label, batch, covered, settings, out):
             f"only {_percent(good_frac)} of the model grid has good pixels in its "
             f"{nparts} parts; at least {_percent(settings.min_good_fraction)} are needed",
         )
-    from .prepare import MAX_MASKED_FRACTION
-
     # pixels inside the parts' ranges that no part gives data to; the grid between
     # the parts (an instrument's windows) is not counted
-    if np.count_nonzero(covered & (weight <= 0)) / npix > MAX_MASKED_FRACTION:
+    if np.count_nonzero(covered & (weight <= 0)) / npix > max_masked_fraction:
         out.flags[0] |= int(LabelFlag.MANY_MASKED_PIXELS)
     out.flux[0] = combined.astype(np.float32)
     out.ivar[0] = weight.astype(np.float32)

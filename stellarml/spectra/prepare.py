@@ -1201,7 +1201,7 @@ def _prepare_stars(stars, out, settings, rv, resolution, fwhm, medium=None):
         for k, part in enumerate(block.parts):
             covered |= _part_coverage(settings, part, float(rows.rv[k]))
         one = _empty_batch(1, npix)
-        _combine_parts(block.label, rows, covered, settings, one)
+        _combine_parts(block.label, rows, covered, settings, one, MAX_MASKED_FRACTION)
         out.flux[row] = one.flux[0]
         out.ivar[row] = one.ivar[0]
         out.flags[row] = one.flags[0]
