@@ -121,25 +121,32 @@ def domain_gap(model, synthetic_flux, observed_flux, observed_ivar=None, *, seed
     -------
     gap : list of dict
         Per autoencoder: ``before`` and (adapted models) ``after``, each the
-        `mmd_test` result of the standardised synthetic latents (pre-trained
-        encoder, what the regressors learn from) against the observed
-        latents (pre-trained encoder, resp. fine-tuned encoder), with
+        `mmd_test` result of the standardised synthetic latents against the
+        observed latents, both as the regressors see them: before, both from
+        the pre-trained encoder; after, the observed ones from the fine-tuned
+        encoder and the synthetic ones from the encoder the configuration's
+        ``synthetic_latents`` names (the kernel bandwidth is the median
+        heuristic of those synthetic latents), with
         ``mean_min_distance``: the mean distance of each observed latent to
         its nearest synthetic latent (standardised latent units).
     """
-    syn, _ = model.encode_prepared(synthetic_flux, None, encoder="pretrained")
+    syn0, _ = model.encode_prepared(synthetic_flux, None, encoder="pretrained")
     obs0, _ = model.encode_prepared(observed_flux, observed_ivar, encoder="pretrained")
-    obs1 = None
+    syn1 = obs1 = None
     if model.is_adapted():
         obs1, _ = model.encode_prepared(observed_flux, observed_ivar, encoder="adapted")
+        source = model.get_config()["training"]["synthetic_latents"]
+        syn1 = syn0 if source == "pretrained" else None
+        if syn1 is None:
+            syn1, _ = model.encode_prepared(synthetic_flux, None, encoder="adapted")
     out = []
     for k in range(len(model.members_)):
-        s = _standardised(model, k, syn[k])
-        bw = median_bandwidth(_subsample(s, 1000, np.random.default_rng(seed)))
         entry = {}
-        for key, obs in (("before", obs0), ("after", obs1)):
+        for key, syn, obs in (("before", syn0, obs0), ("after", syn1, obs1)):
             if obs is None:
                 continue
+            s = _standardised(model, k, syn[k])
+            bw = median_bandwidth(_subsample(s, 1000, np.random.default_rng(seed)))
             o = _standardised(model, k, obs[k])
             result = mmd_test(s, o, bandwidth=bw, seed=seed, **mmd_kw)
             result["mean_min_distance"] = float(np.sqrt(_sq_dists(o, s).min(axis=1)).mean())
