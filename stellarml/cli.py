@@ -141,6 +141,34 @@ def _cmd_train(args):
     return 0
 
 
+def _cmd_adapt(args):
+    from .analysis import _resolve_model, write_model
+    from .io.files import prepare_inputs
+
+    model = _resolve_model(args.model)
+    if not callable(getattr(model, "adapt_prepared", None)):
+        raise SystemExit(
+            f"stellarml adapt: {model.name!r} is a {model.method} model, which cannot be "
+            "adapted without labels (a DTL model can)"
+        )
+    batch, rows = prepare_inputs(args.files, model.preparation, resolution=args.resolution)
+    for msg in batch.messages:
+        if msg:
+            print(f"stellarml: warning: left out of the adaptation: {msg}", file=sys.stderr)
+    adapted = model.adapt_prepared(
+        batch.flux,
+        batch.ivar,
+        flags=batch.flags,
+        ids=np.repeat(np.asarray([str(f) for f in args.files], dtype=str), rows),
+        progress=not args.quiet,
+        source={"name": "stellarml adapt", "n": len(args.files)},
+    )
+    write_model(adapted, args.output)
+    n = adapted.provenance_["adapt"]["n_spectra"]
+    print(f"adapted {model.name} on {n} of {len(batch)} spectra; wrote {args.output}")
+    return 0
+
+
 def _cmd_demo(args):
     from astropy.table import hstack
 
@@ -255,6 +283,18 @@ def _parser():
     t.add_argument("-o", "--output", required=True, help="output model ASDF file")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
+
+    a = sub.add_parser(
+        "adapt", help="adapt a DTL model to unlabelled spectrum files (no labels needed)"
+    )
+    a.add_argument("model", help="model ASDF file or shipped model name")
+    a.add_argument("files", nargs="+", help="spectrum files (one spectrum each)")
+    a.add_argument("-o", "--output", required=True, help="output (adapted) model ASDF file")
+    a.add_argument(
+        "--resolution", type=float, default=None, help="resolving power of inputs without one"
+    )
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=_cmd_adapt)
 
     i = sub.add_parser("info", help="describe a model")
     i.add_argument("model", nargs="?", default=None, help="model ASDF file or shipped model name")

@@ -8,6 +8,9 @@ own subpackage and never imports another method, `stellarml.io`,
 * deep-REMAP (`stellarml.models.remap`): `RemapModel` (train, fine-tune,
   predict binned label PDFs), `RemapEnsemble` (several of them, PDFs
   averaged), `RemapNet` (the 1-D residual network);
+* autoencoder deep transfer learning (`stellarml.models.dtl`): `DTLModel`
+  (autoencoders trained on synthetic spectra, adapted to unlabelled observed
+  spectra, an ensemble of latent-space regressors);
 * shared building blocks: `stellarml.models.layers` (residual blocks, input
   encoding), `stellarml.models.losses` (asymmetric loss, embedding losses),
   `stellarml.models.domain` (feature-space distances).
@@ -28,6 +31,7 @@ __all__ = [
     "EMBEDDING_LOSSES",
     "AsymmetricLoss",
     "CenterEmbeddingLoss",
+    "DTLModel",
     "EmbeddingLoss",
     "InputEncoding",
     "LabelModel",
@@ -80,6 +84,7 @@ _LAZY = {
         "stellarml.models.losses",
     ),
     "nearest_distance": "stellarml.models.domain",
+    "DTLModel": "stellarml.models.dtl",
 }
 
 

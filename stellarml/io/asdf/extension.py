@@ -3,6 +3,7 @@
 from asdf.extension import ManifestExtension
 
 from .converters import (
+    DTLModelConverter,
     LabelCalibrationConverter,
     LabelSpecConverter,
     PreparationSettingsConverter,
@@ -12,6 +13,8 @@ from .converters import (
 
 __all__ = [
     "CONVERTERS",
+    "DTL_MANIFEST_URI",
+    "DTL_MODEL_TAG",
     "LABEL_CALIBRATION_TAG",
     "LABEL_SPEC_TAG",
     "MANIFEST_URI",
@@ -29,6 +32,10 @@ OLDER_MANIFEST_URIS = (
     "asdf://stellarml.org/stellarml/manifests/stellarml-1.1.0",
     "asdf://stellarml.org/stellarml/manifests/stellarml-1.0.0",
 )
+#: URI of the manifest of the DTL method's tag (an extension of its own).
+DTL_MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-dtl-1.0.0"
+#: Tag written for `~stellarml.models.DTLModel`.
+DTL_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/dtl_model-1.0.0"
 #: Tag written for `~stellarml.models.RemapModel`.
 REMAP_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/remap_model-1.1.0"
 #: Tag written for `~stellarml.models.RemapEnsemble`.
@@ -41,7 +48,7 @@ LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
 PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_settings-1.0.0"
 
 #: Converters of trained models (what `stellarml.io.asdf.model_io` reads and writes).
-MODEL_CONVERTERS = [RemapModelConverter(), RemapEnsembleConverter()]
+MODEL_CONVERTERS = [RemapModelConverter(), RemapEnsembleConverter(), DTLModelConverter()]
 
 #: Converter instances shared by every manifest version.
 CONVERTERS = [
@@ -55,5 +62,5 @@ CONVERTERS = [
 #: extension that supports a type).
 STELLARML_EXTENSIONS = [
     ManifestExtension.from_uri(uri, converters=CONVERTERS)
-    for uri in (MANIFEST_URI, *OLDER_MANIFEST_URIS)
+    for uri in (MANIFEST_URI, *OLDER_MANIFEST_URIS, DTL_MANIFEST_URI)
 ]

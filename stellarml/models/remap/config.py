@@ -4,6 +4,8 @@ Every value here is stellarml's choice (NF in METHODS.md), not the paper's;
 see ``docs/remap.rst``.
 """
 
+from .._settings import merge_settings
+
 __all__ = [
     "CPU_BATCH",
     "DEFAULT_ARCHITECTURE",
@@ -101,24 +103,3 @@ NOISELESS_IVAR = 1e12
 CPU_BATCH = 256
 
 
-def _tuples(value):
-    """Lists (e.g. from a YAML file) -> tuples, recursively, so configurations compare equal."""
-    if isinstance(value, list | tuple):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
-
-
-def merge_settings(defaults, given, what):
-    """Defaults updated with ``given``; unknown keys are an error."""
-    merged = dict(defaults)
-    if given is None:
-        return merged
-    if not isinstance(given, dict):
-        raise TypeError(f"{what} must be a dict of settings, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {what} settings {unknown}; known: {sorted(defaults)}")
-    merged.update(_tuples(given))
-    return merged

@@ -7,12 +7,14 @@ provenance and calibration.
 
 from ._base import LabelModelConverter
 from .calibration import LabelCalibrationConverter
+from .dtl_model import DTLModelConverter
 from .label_spec import LabelSpecConverter
 from .preparation import PreparationSettingsConverter
 from .remap_ensemble import RemapEnsembleConverter
 from .remap_model import RemapModelConverter
 
 __all__ = [
+    "DTLModelConverter",
     "LabelCalibrationConverter",
     "LabelModelConverter",
     "LabelSpecConverter",
