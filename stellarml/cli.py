@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["main"]
 
 #: Exit status of ``stellarml derive`` when some input files could not be read (the table

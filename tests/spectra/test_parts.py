@@ -138,7 +138,9 @@ def test_rv_medium_and_lsf_are_handled_per_part():
         radial_velocity=40.0 * u.km / u.s,
         meta={"medium": "air", "resolution": 20000.0},
     )
-    blue = _spectrum(wave, flux, err, slice(0, cut), meta={"resolution": 20000.0, "medium": "vacuum"})
+    blue = _spectrum(
+        wave, flux, err, slice(0, cut), meta={"resolution": 20000.0, "medium": "vacuum"}
+    )
     star = prepare(SpectrumParts([blue, red]), SETTINGS)
     rest = prepare(SpectrumParts([blue, _spectrum(wave, flux, err, slice(cut, None))]), SETTINGS)
     assert star.flags[0] == rest.flags[0] == 0
@@ -190,7 +192,11 @@ def test_parts_flags_and_messages():
     assert (batch.flags[1] & int(FATAL)) != 0
     # non-fatal flags of the parts reach the row
     bare = [
-        Spectrum(flux=s.flux, spectral_axis=s.spectral_axis, meta={"resolution": 3000.0, "medium": "vacuum"})
+        Spectrum(
+            flux=s.flux,
+            spectral_axis=s.spectral_axis,
+            meta={"resolution": 3000.0, "medium": "vacuum"},
+        )
         for s in (blue, red)
     ]
     row = prepare(SpectrumParts(bare), SETTINGS)

@@ -101,5 +101,3 @@ NOISELESS_IVAR = 1e12
 #: Largest forward batch on the CPU: 2037-pixel batches of 128-512 spectra ran ~20 %
 #: faster than 1024 on two cores (the activations stay in the caches).
 CPU_BATCH = 256
-
-
