@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py [--n 4096] [--threads 2] [--device cpu] [--repeat 3]
                                     [--no-calibration] [--precision fp32|bf16|fp16]
+                                    [--rv known|measured]
 
 Input: ``n`` copies of the project's example spectra (BOSS-like vacuum grid,
 3070 pixels, R = 2000, InverseVariance) as one 2-D `Spectrum`, run through
@@ -9,6 +10,9 @@ the shipped default model. Reports the best of ``repeat`` timings of the whole
 call and of its two stages (preparation; network + table), with the model's
 calibration applied unless ``--no-calibration``, in the inference precision
 ``--precision`` (default fp32; bf16 on CPU or CUDA, fp16 on CUDA only).
+The example spectra carry no radial velocity: ``--rv known`` (default) passes
+``rv=0`` as a survey whose files give the RV would, ``--rv measured`` lets
+``derive_labels`` measure it (`stellarml.spectra.measure_rv`).
 """
 
 import argparse
@@ -38,6 +42,7 @@ def main(argv=None):
     p.add_argument("--model", default=None)
     p.add_argument("--no-calibration", action="store_true", help="time the raw outputs")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--rv", default="known", choices=["known", "measured"])
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = read_model(args.model) if args.model else read_model()
@@ -52,7 +57,7 @@ def main(argv=None):
         meta=dict(spectra.meta),
     )
     calibrate = not args.no_calibration
-    prec = {"precision": args.precision}
+    prec = {"precision": args.precision, "rv": 0.0 if args.rv == "known" else None}
     derive_labels(big[:64], model=model, device=args.device, **prec)  # warm-up
 
     def best(fn):
@@ -75,7 +80,7 @@ def main(argv=None):
             **prec,
         )
     )
-    t_prep, batch = best(lambda: prepare(big, model.preparation))
+    t_prep, batch = best(lambda: prepare(big, model.preparation, rv=0.0))
     t_net, _ = best(
         lambda: _compute_label_table(
             model,
@@ -83,7 +88,7 @@ def main(argv=None):
             device=args.device,
             batch_size=args.batch_size,
             calibrate=calibrate,
-            **prec,
+            precision=args.precision,
         )
     )
     assert len(table) == args.n
@@ -95,6 +100,7 @@ def main(argv=None):
         "device": args.device,
         "batch_size": args.batch_size,
         "precision": args.precision,
+        "rv": args.rv,
         "calibrated": calibrate and getattr(model, "calibration", None) is not None,
         "environment": environment(),
         "total_s": t_total,
@@ -105,6 +111,7 @@ def main(argv=None):
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name(0)
     suffix = "" if args.precision == "fp32" else f"_{args.precision}"
+    suffix += "" if args.rv == "known" else "_rv_measured"
     path = save(f"throughput_{args.device.replace(':', '')}{suffix}.json", res)
     print(
         f"derive_labels: {res['spectra_per_s']:.0f} spectra/s end to end "

@@ -296,15 +296,32 @@ def estimate_rv(
         raise ValueError("rv_range must span at least three velocity steps")
 
     total_w = weight.sum(axis=1)
-    chi2 = np.empty((flux.shape[0], velocities.size))
-    npts = np.empty_like(chi2)
-    for k, v in enumerate(velocities):
-        shift = np.log1p(v / C_KMS) / dloglam
-        tv, valid = _shift_rows(template, shift)
-        ok, _ = _shift_rows(tmpl_ok.astype(np.float64), shift)
-        wv = weight * (valid & (ok > 0.999))
-        chi2[:, k] = np.sum(wv * (flux - tv) ** 2, axis=1)
-        npts[:, k] = wv.sum(axis=1)
+    shifts = np.log1p(velocities / C_KMS) / dloglam
+    if template.ndim == 1:
+        # One template for all spectra: the masks of the trial velocities do not
+        # depend on the spectrum, so chi2(v) = sum w m_v (f - t_v)**2 expands into
+        # matrix products over the pixels (one BLAS call each instead of a loop
+        # over velocities of (n, npix) temporaries).
+        shifted = np.empty((velocities.size, npix))
+        use = np.empty((velocities.size, npix))
+        for k, shift in enumerate(shifts):
+            tv, valid = _shift_rows(template, shift)
+            ok, _ = _shift_rows(tmpl_ok.astype(np.float64), shift)
+            use[k] = valid & (ok > 0.999)
+            shifted[k] = tv * use[k]
+        wf = weight * flux
+        chi2 = (weight * flux**2) @ use.T - 2.0 * (wf @ shifted.T) + weight @ (shifted**2).T
+        npts = weight @ use.T
+        chi2 = np.maximum(chi2, 0.0)  # rounding of the expansion
+    else:
+        chi2 = np.empty((flux.shape[0], velocities.size))
+        npts = np.empty_like(chi2)
+        for k, shift in enumerate(shifts):
+            tv, valid = _shift_rows(template, shift)
+            ok, _ = _shift_rows(tmpl_ok.astype(np.float64), shift)
+            wv = weight * (valid & (ok > 0.999))
+            chi2[:, k] = np.sum(wv * (flux - tv) ** 2, axis=1)
+            npts[:, k] = wv.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2 = chi2 * (total_w[:, None] / npts)
     chi2 = np.where(npts > 0, chi2, np.inf)
