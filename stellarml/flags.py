@@ -48,6 +48,9 @@ class LabelFlag(enum.IntFlag):
     #: The input is clearly not a star, or was prepared very wrongly (see
     #: ``docs/output_tables.rst``): the labels are masked.
     NOT_A_STAR = 4096
+    #: The label fit (`stellarml.fitting`) did not meet its convergence test; the
+    #: labels are its last iterate.
+    FIT_NOT_CONVERGED = 8192
 
 
 #: Bits that leave no labels.

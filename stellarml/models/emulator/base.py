@@ -1,0 +1,103 @@
+"""`SpectrumEmulator`: the interface every emulator (labels -> spectrum) provides.
+
+An emulator maps labels to the normalised flux on a fixed wavelength grid. It
+works on *scaled* labels ``x = (label - lo) / (hi - lo) - 0.5`` so that the
+training box is ``[-0.5, 0.5]`` in every label; `SpectrumEmulator.scale` and
+`SpectrumEmulator.unscale` convert. The fitters of `stellarml.fitting` need
+only this interface (they never import a concrete emulator), and so does
+`stellarml.fitting.cramer_rao_bound`.
+"""
+
+import abc
+
+import numpy as np
+import torch
+
+__all__ = ["SpectrumEmulator"]
+
+
+class SpectrumEmulator(torch.nn.Module, abc.ABC):
+    """A differentiable map from labels to normalised flux on a fixed grid.
+
+    Subclasses implement ``forward(x)`` on scaled labels and call
+    ``super().__init__(label_names, label_lo, label_hi, wavelength)``.
+
+    Parameters
+    ----------
+    label_names : sequence of str
+        The labels, in input order (names of the `stellarml.labels` registry).
+    label_lo, label_hi : array-like
+        ``(L,)`` lower and upper edges of the training box, in the labels'
+        physical units (K for ``teff``, dex for ``logg`` and abundances, km/s
+        for velocities); they define the scaling.
+    wavelength : array-like
+        ``(npix,)`` wavelength of the output pixels in Angstrom, increasing.
+
+    Attributes
+    ----------
+    label_lo, label_hi : `torch.Tensor`
+        float32 buffers (they move with the module between devices).
+    wavelength : `numpy.ndarray`
+        float64 wavelength grid in Angstrom.
+    """
+
+    def __init__(self, label_names, label_lo, label_hi, wavelength):
+        super().__init__()
+        names = tuple(str(n) for n in label_names)
+        lo = np.asarray(label_lo, dtype=np.float64)
+        hi = np.asarray(label_hi, dtype=np.float64)
+        if lo.shape != (len(names),) or hi.shape != (len(names),):
+            raise ValueError(
+                f"label_lo and label_hi must have one value per label ({len(names)}), "
+                f"got shapes {lo.shape} and {hi.shape}"
+            )
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+            raise ValueError("label_lo and label_hi must be finite with label_hi > label_lo")
+        wave = np.asarray(wavelength, dtype=np.float64)
+        if wave.ndim != 1 or wave.size < 2 or not np.all(np.diff(wave) > 0):
+            raise ValueError("wavelength must be a 1-D increasing array of at least 2 values")
+        self.label_names = names
+        self.wavelength = wave
+        self.register_buffer("label_lo", torch.as_tensor(lo, dtype=torch.float32))
+        self.register_buffer("label_hi", torch.as_tensor(hi, dtype=torch.float32))
+
+    @property
+    def n_labels(self):
+        """Number of labels (int)."""
+        return len(self.label_names)
+
+    @property
+    def n_pixels(self):
+        """Number of output pixels (int)."""
+        return int(self.wavelength.size)
+
+    def scale(self, labels):
+        """Physical labels ``(..., L)`` (tensor) -> scaled labels in the training box."""
+        return (labels - self.label_lo) / (self.label_hi - self.label_lo) - 0.5
+
+    def unscale(self, x):
+        """Scaled labels ``(..., L)`` (tensor) -> physical labels."""
+        return (x + 0.5) * (self.label_hi - self.label_lo) + self.label_lo
+
+    @abc.abstractmethod
+    def forward(self, x):
+        """Normalised flux ``(n, npix)`` of scaled labels ``x`` ``(n, L)``."""
+
+    def flux(self, labels):
+        """Normalised flux ``(n, npix)`` of physical labels ``(n, L)`` (tensors)."""
+        return self(self.scale(labels))
+
+    def jacobian(self, x, *, chunk_size=None):
+        """``d flux / d x``: ``(n, npix, L)`` at scaled labels ``x`` ``(n, L)``.
+
+        Forward-mode autodiff (`torch.func.jacfwd`, vectorised over rows with
+        `torch.func.vmap`): its cost is ``L`` forward passes, whatever
+        ``npix``. Divide by ``label_hi - label_lo`` for the derivative with
+        respect to the physical labels.
+        """
+
+        def one(row):
+            return self(row[None])[0]
+
+        jac = torch.func.vmap(torch.func.jacfwd(one), chunk_size=chunk_size)
+        return jac(x)
