@@ -9,6 +9,7 @@ from stellarml.calibration import (
     TrendCalibration,
     WidthCalibration,
 )
+from stellarml.labels import LABELS
 from stellarml.posterior import BinnedPosterior, GaussianPosterior, LabelBins
 
 N = 400
@@ -131,6 +132,44 @@ def test_group_recovers_an_injected_teff_trend():
     pairs = np.repeat(np.arange(teff.size // 2), 2)
     two = GroupCalibration("fe_h", ["teff"]).fit(post, groups=pairs)
     assert two.n_groups_ == teff.size // 2
+
+
+def test_group_recovers_a_teff_trend_from_wide_binaries():
+    """Pairs share [X/Fe]; a curved Teff trend of the model shows as pair differences."""
+    rng = np.random.default_rng(11)
+    n_pairs = 150
+    shared = np.repeat(rng.uniform(-0.3, 0.4, n_pairs), 2)  # the pair's common [Mg/Fe]
+    teff = np.column_stack([rng.uniform(5200, 6500, n_pairs), rng.uniform(4200, 5600, n_pairs)])
+    teff = teff.ravel()  # primary, secondary, primary, ...
+    trend = 1.5e-4 * (teff - 5500.0) + 8e-8 * (teff - 5500.0) ** 2
+    pred = shared + trend + 0.015 * rng.standard_normal(teff.size)
+    post = GaussianPosterior(
+        np.column_stack([teff, pred]),
+        np.column_stack([np.full(teff.size, 60.0**2), np.full(teff.size, 0.03**2)]),
+        ["teff", "mg_fe"] if "mg_fe" in LABELS else ["teff", "alpha_fe"],
+    )
+    label = post.label_names[1]
+    pairs = np.repeat(np.arange(n_pairs), 2)
+    cal = GroupCalibration(label, ["teff"], degree=2).fit(post, groups=pairs)
+    # the correction undoes the injected trend up to a constant (groups fix no zero point)
+    grid = np.linspace(4300, 6400, 8)
+    probe = GaussianPosterior(
+        np.column_stack([grid, np.zeros_like(grid)]),
+        np.column_stack([np.full(grid.size, 1.0), np.full(grid.size, 1e-4)]),
+        post.label_names,
+    )
+    corrected = cal(probe).median(label)
+    injected = 1.5e-4 * (grid - 5500.0) + 8e-8 * (grid - 5500.0) ** 2
+    residual = corrected + injected
+    assert np.ptp(residual) < 0.02  # flat: the trend (0.27 dex peak to peak) is gone
+    assert np.ptp(injected) > 0.25
+    # pair differences no longer depend on Teff
+    out = cal(post).median(label)
+    d_out, d_in = out[0::2] - out[1::2], pred[0::2] - pred[1::2]
+    dt = teff[0::2] - teff[1::2]
+    assert abs(np.corrcoef(dt, d_in)[0, 1]) > 0.8
+    assert abs(np.corrcoef(dt, d_out)[0, 1]) < 0.2
+    assert cal.spread_after_ == pytest.approx(0.015, rel=0.3)
 
 
 def test_calibration_acts_on_binned_posteriors():
