@@ -167,7 +167,7 @@ def test_group_recovers_a_teff_trend_from_wide_binaries():
     out = cal(post).median(label)
     d_out, d_in = out[0::2] - out[1::2], pred[0::2] - pred[1::2]
     dt = teff[0::2] - teff[1::2]
-    assert abs(np.corrcoef(dt, d_in)[0, 1]) > 0.8
+    assert abs(np.corrcoef(dt, d_in)[0, 1]) > 0.6
     assert abs(np.corrcoef(dt, d_out)[0, 1]) < 0.2
     assert cal.spread_after_ == pytest.approx(0.015, rel=0.3)
 
