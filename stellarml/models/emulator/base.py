@@ -9,6 +9,7 @@ only this interface (they never import a concrete emulator), and so does
 """
 
 import abc
+import warnings
 
 import numpy as np
 import torch
@@ -100,4 +101,10 @@ class SpectrumEmulator(torch.nn.Module, abc.ABC):
             return self(row[None])[0]
 
         jac = torch.func.vmap(torch.func.jacfwd(one), chunk_size=chunk_size)
-        return jac(x)
+        with warnings.catch_warnings():
+            # torch's forward-mode AD scripts its decompositions on first use,
+            # through its own deprecated torch.jit.script: not ours to fix
+            warnings.filterwarnings(
+                "ignore", message=r"`torch.jit.script` is deprecated", category=DeprecationWarning
+            )
+            return jac(x)
