@@ -17,7 +17,7 @@ def emulator(data_dir):
 
 
 def test_fisher_matrix_equals_the_finite_difference_one(emulator):
-    labels = np.array([[4800.0, 2.6, -0.3, 0.1, 6.0]])
+    labels = np.array([[5200.0, 4.4, -0.3, 0.1, 6.0]])
     ivar = np.full((1, emulator.n_pixels), 100.0**2)
     fisher = fisher_matrix(emulator, labels, ivar)[0]
     steps = np.array([1.0, 0.002, 0.002, 0.002, 0.01])
@@ -39,7 +39,7 @@ def test_fisher_matrix_equals_the_finite_difference_one(emulator):
 
 
 def test_bound_scales_with_noise_and_marks_rows_without_data(emulator):
-    labels = np.array([[4800.0, 2.6, -0.3, 0.1, 6.0]] * 3)
+    labels = np.array([[5200.0, 4.4, -0.3, 0.1, 6.0]] * 3)
     ivar = np.stack([np.full(emulator.n_pixels, s**2) for s in (50.0, 100.0, 100.0)])
     ivar[2] = 0.0
     sigma = cramer_rao_bound(emulator, labels, ivar)
@@ -50,7 +50,7 @@ def test_bound_scales_with_noise_and_marks_rows_without_data(emulator):
 def test_the_bound_is_the_spread_of_gauss_newton_fits(emulator):
     """Least-squares fits of noisy spectra scatter by the bound (RMS / CRLB near 1)."""
     rng = np.random.default_rng(3)
-    truth = np.array([4800.0, 2.6, -0.3, 0.1, 6.0])
+    truth = np.array([5200.0, 4.4, -0.3, 0.1, 6.0])
     snr = 60.0
     ivar = np.full(emulator.n_pixels, snr**2)
     emu = emulator.double()
@@ -74,7 +74,7 @@ def test_the_bound_is_the_spread_of_gauss_newton_fits(emulator):
 
 
 def test_bad_inputs(emulator):
-    labels = np.array([4800.0, 2.6, -0.3, 0.1, 6.0])
+    labels = np.array([5200.0, 4.4, -0.3, 0.1, 6.0])
     with pytest.raises(ValueError, match=r"labels must be \(n, 5\)"):
         cramer_rao_bound(emulator, labels[:3], np.ones(emulator.n_pixels))
     with pytest.raises(ValueError, match="ivar must be"):

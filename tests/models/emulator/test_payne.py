@@ -22,14 +22,14 @@ def test_reads_the_real_apogee_emulator_and_matches_its_formula(apogee):
     assert emu.label_names == ("teff", "logg", "fe_h", "mg_fe", "vmacro")
     assert emu.n_pixels == 7214
     assert emu.wavelength[0] == pytest.approx(15168.1285, abs=1e-3)
-    labels = np.array([[4750.0, 2.5, -0.2, 0.1, 6.0], [5600.0, 4.4, 0.1, 0.0, 4.0]])
+    labels = np.array([[4750.0, 4.5, -0.2, 0.1, 6.0], [5600.0, 4.4, 0.1, 0.0, 4.0]])
     flux = emu.flux(torch.tensor(labels, dtype=torch.float32)).numpy()
     # the layout's own formula, in float64 numpy
     x = (labels - raw["x_min"]) / (raw["x_max"] - raw["x_min"]) - 0.5
     hidden = 1 / (1 + np.exp(-(np.einsum("pkl,nl->npk", raw["w_array_0"], x) + raw["b_array_0"])))
     expected = np.einsum("pk,npk->np", raw["w_array_1"], hidden) + raw["b_array_1"]
     np.testing.assert_allclose(flux, expected, atol=2e-5)
-    # a giant's normalised spectrum: continuum near 1, real absorption lines
+    # a K dwarf's normalised spectrum: continuum near 1, real absorption lines
     assert 0.95 < np.median(flux[0]) < 1.02
     assert flux[0].min() < 0.6
 

@@ -1,0 +1,97 @@
+"""GradientFitter on the real APOGEE emulator: injected labels back within the Cramér–Rao bound."""
+
+import numpy as np
+import pytest
+import torch
+
+from stellarml.fitting import GradientFitter, cramer_rao_bound
+from stellarml.flags import LabelFlag
+from stellarml.models.emulator import PayneEmulator
+
+
+@pytest.fixture(scope="module")
+def emulator(data_dir):
+    folder = data_dir / "apogee"
+    return PayneEmulator.from_npz(
+        folder / "binspec_apogee_emulator.npz", folder / "apogee_wavelength.npz"
+    )
+
+
+def noisy(emulator, truth, snr, seed):
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        clean = emulator.flux(torch.tensor(truth, dtype=torch.float32)).double().numpy()
+    ivar = np.full(clean.shape, snr**2)
+    return clean + rng.standard_normal(clean.shape) / snr, ivar
+
+
+def test_recovers_injected_labels_within_the_bound(emulator):
+    rng = np.random.default_rng(7)
+    n = 24
+    # inner half of the box: labels away from where the emulator extrapolates
+    lo, hi = emulator.label_lo.numpy(), emulator.label_hi.numpy()
+    truth = lo + (hi - lo) * rng.uniform(0.25, 0.75, (n, 5))
+    flux, ivar = noisy(emulator, truth, 80.0, seed=8)
+    fitter = GradientFitter(n_starts=3)
+    result = fitter(emulator, flux, ivar)  # no init: from the centre and random starts
+    assert result.converged.all()
+    assert fitter.fit_info["n_converged"] == n
+    bound = cramer_rao_bound(emulator, truth, ivar)
+    z = (result.labels - truth) / bound
+    rms = np.sqrt(np.mean(z**2, axis=0))
+    # 24 spectra: the RMS of a unit normal lies in 0.65-1.35 at > 95 % per label
+    assert np.all((rms > 0.6) & (rms < 1.4)), rms
+    # chi2 per degree of freedom of a correct fit is ~1
+    np.testing.assert_allclose(result.chi2 / result.dof, 1.0, atol=0.06)
+    # the reported covariance is the bound at the fitted labels, close to the truth's
+    np.testing.assert_allclose(
+        np.sqrt(np.diagonal(result.covariance, axis1=1, axis2=2)), bound, rtol=0.1
+    )
+
+
+def test_posterior_flags_diagnostics_and_rows_without_data(emulator):
+    truth = np.array([[5200.0, 4.4, -0.3, 0.1, 6.0], [5800.0, 4.3, 0.0, 0.0, 5.0]])
+    flux, ivar = noisy(emulator, truth, 100.0, seed=1)
+    ivar[1] = 0.0
+    flux[1] = np.nan  # no data: its flux is not read
+    result = GradientFitter()(emulator, flux, ivar, init=truth)
+    assert np.isnan(result.labels[1]).all() and not result.converged[1]
+    post = result.to_posterior()
+    assert post.valid.tolist() == [True, False]
+    assert post.flags[1] & int(LabelFlag.FIT_NOT_CONVERGED)
+    assert set(post.diagnostics) == {"chi2", "dof", "crlb"}
+    assert post.diagnostics["dof"][0] == emulator.n_pixels - 5
+    assert post.diagnostics["crlb"]["teff"][0] == pytest.approx(np.sqrt(result.covariance[0, 0, 0]))
+    assert post.median("teff")[0] == pytest.approx(
+        5200.0, abs=5 * post.diagnostics["crlb"]["teff"][0]
+    )
+
+
+def test_too_few_iterations_are_flagged_and_bounds_hold(emulator):
+    truth = np.array([[5200.0, 4.4, -0.3, 0.1, 6.0]])
+    flux, ivar = noisy(emulator, truth, 100.0, seed=2)
+    result = GradientFitter(n_starts=1, max_iter=1)(emulator, flux, ivar)
+    assert not result.converged[0]
+    assert result.to_posterior().flags[0] & int(LabelFlag.FIT_NOT_CONVERGED)
+    # a spectrum far outside the box: labels stay inside it
+    lo, hi = emulator.label_lo.numpy(), emulator.label_hi.numpy()
+    outside = np.ones((1, emulator.n_pixels)) * 0.3
+    fit = GradientFitter(n_starts=2)(emulator, outside, ivar)
+    assert np.all(fit.labels >= lo - 1e-3 * (hi - lo)) and np.all(
+        fit.labels <= hi + 1e-3 * (hi - lo)
+    )
+
+
+def test_bad_inputs(emulator):
+    fitter = GradientFitter()
+    good = np.ones((1, emulator.n_pixels))
+    with pytest.raises(ValueError, match="ivar must be"):
+        fitter(emulator, good, np.ones((1, 10)))
+    with pytest.raises(ValueError, match="flux has shape"):
+        fitter(emulator, np.ones((1, 5)), good)
+    bad = good.copy()
+    bad[0, 3] = np.nan
+    with pytest.raises(ValueError, match="finite wherever ivar > 0"):
+        fitter(emulator, bad, good)
+    with pytest.raises(ValueError, match="positive integers"):
+        GradientFitter(n_starts=0)
