@@ -49,7 +49,7 @@ def main(argv=None):
         "chi2_per_dof": float(result.chi2[0] / result.dof[0]),
         "good_pixels": int(good.sum()),
         "converged": bool(result.converged[0]),
-        "iterations": int(result.n_iter[0]),
+        "iterations": int(result.fit_info["n_iter"][0]),
     }
     print(star)
     rng = np.random.default_rng(0)

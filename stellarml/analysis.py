@@ -13,7 +13,7 @@ import inspect
 
 import numpy as np
 
-from .models.base import LabelModel, check_precision
+from .models.base import LabelModel, check_method, check_precision
 
 __all__ = ["DEFAULT_MODEL", "derive_labels", "read_model", "write_model"]
 
@@ -89,6 +89,7 @@ def derive_labels(
     calibrate=True,
     return_posterior=False,
     precision="fp32",
+    method=None,
 ):
     """Derive stellar labels for one or many spectra.
 
@@ -146,6 +147,12 @@ def derive_labels(
         ``predict_posterior`` only when it is not ``"fp32"``. The posteriors
         and all summaries stay float32; labels move by a small fraction of
         their uncertainties (see ``benchmarks/precision.py``).
+    method : str, optional
+        For models that fit each spectrum (an
+        `~stellarml.models.emulator.EmulatorModel`): the fitter,
+        ``"gradient"``, ``"cmaes"`` or ``"mcmc"`` (see :doc:`/fitting`).
+        `None` (default) uses the model's own; it is passed to the model only
+        when given, and a model that takes no method raises a `ValueError`.
 
     Returns
     -------
@@ -186,6 +193,7 @@ def derive_labels(
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     _check_model_precision(model, precision)
+    check_method(model, method)
     from .spectra import prepare_with_rv
 
     batch = prepare_with_rv(
@@ -198,6 +206,7 @@ def derive_labels(
         batch_size=batch_size,
         calibrate=calibrate,
         precision=precision,
+        method=method,
     )
     return (table, posterior) if return_posterior else table
 
@@ -224,7 +233,9 @@ def _check_model_precision(model, precision):
         )
 
 
-def _compute_label_table(model, batch, *, device, batch_size, calibrate=True, precision="fp32"):
+def _compute_label_table(
+    model, batch, *, device, batch_size, calibrate=True, precision="fp32", method=None
+):
     """Run ``model`` on a `~stellarml.spectra.PreparedBatch`; return (table, posterior)."""
     from .catalog import build_label_table
     from .flags import FATAL
@@ -233,6 +244,8 @@ def _compute_label_table(model, batch, *, device, batch_size, calibrate=True, pr
     _check_model_precision(model, precision)
     batch = estimate_missing_noise(batch)
     extra = {} if precision == "fp32" else {"precision": precision}
+    if check_method(model, method) is not None:
+        extra["method"] = method
     posterior = model.predict_posterior(batch, device=device, batch_size=batch_size, **extra)
     if len(posterior) != len(batch):
         raise RuntimeError(

@@ -90,6 +90,7 @@ for _spec in (
     LabelSpec("fe_h", u.dex, "phys.abund.Fe", "Iron abundance [Fe/H]", (-5.0, 1.5)),
     LabelSpec("m_h", u.dex, "phys.abund.Z", "Overall metallicity [M/H]", (-5.0, 1.5)),
     LabelSpec("alpha_fe", u.dex, "phys.abund", "Alpha-element enhancement [alpha/Fe]", (-1.0, 1.5)),
+    LabelSpec("mg_fe", u.dex, "phys.abund.Mg", "Magnesium abundance [Mg/Fe]", (-2.0, 2.0)),
     LabelSpec(
         "vsini",
         u.km / u.s,

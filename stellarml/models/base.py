@@ -18,7 +18,7 @@ import numpy as np
 from .._utils import stellarml_version
 from ..flags import FATAL
 
-__all__ = ["PRECISIONS", "LabelModel", "LabelModelBase", "check_precision"]
+__all__ = ["PRECISIONS", "LabelModel", "LabelModelBase", "check_method", "check_precision"]
 
 #: Inference precisions a model may support: ``"fp32"`` (float32, what every
 #: model does), ``"bf16"`` and ``"fp16"`` (mixed precision: the network's
@@ -32,6 +32,24 @@ def check_precision(precision):
         choices = ", ".join(repr(p) for p in PRECISIONS)
         raise ValueError(f"precision must be one of {choices}, got {precision!r}")
     return precision
+
+
+def check_method(model, method):
+    """Raise a `ValueError` unless ``method`` is None or one of ``model.supported_methods``."""
+    if method is None:
+        return None
+    supported = getattr(model, "supported_methods", None)
+    if not supported:
+        raise ValueError(
+            f"{type(model).__name__} does not take a method (method={method!r}); "
+            "only models that fit spectra, such as EmulatorModel, do"
+        )
+    if method not in supported:
+        raise ValueError(
+            f"{type(model).__name__} supports method "
+            f"{', '.join(repr(m) for m in supported)}, not {method!r}"
+        )
+    return method
 
 
 @runtime_checkable
@@ -112,6 +130,9 @@ class LabelModelBase(abc.ABC):
     source_ = None
     #: Training provenance (set by training or when the model is read).
     provenance_ = None
+    #: The fitting methods this model's ``_posterior`` accepts as ``method=``
+    #: (None: it takes no ``method``).
+    supported_methods = None
     #: The `PRECISIONS` this method's ``_posterior`` accepts (``"fp32"``: always;
     #: a method that sets more gets ``precision=`` in ``_posterior`` for them).
     supported_precisions = ("fp32",)
@@ -122,7 +143,9 @@ class LabelModelBase(abc.ABC):
         return tuple(spec.name for spec in self.label_specs)
 
     # ------------------------------------------------------------------ prediction
-    def predict_posterior(self, batch, *, device="auto", batch_size=1024, precision="fp32"):
+    def predict_posterior(
+        self, batch, *, device="auto", batch_size=1024, precision="fp32", method=None
+    ):
         """Label posteriors of every row of a prepared batch (uncalibrated).
 
         Parameters
@@ -141,6 +164,12 @@ class LabelModelBase(abc.ABC):
             throughout), or mixed precision where the method supports it (see
             ``supported_precisions``; e.g. REMAP: ``"bf16"`` on CPU and CUDA,
             ``"fp16"`` on CUDA only). Posteriors are float32 in every case.
+        method : str, optional
+            How a model that fits spectra derives the labels (e.g. an
+            `~stellarml.models.emulator.EmulatorModel`: ``"gradient"``,
+            ``"cmaes"``, ``"mcmc"``; see ``supported_methods``). `None` (default):
+            the model's own default; a model without ``supported_methods``
+            takes none.
 
         Returns
         -------
@@ -152,9 +181,10 @@ class LabelModelBase(abc.ABC):
         ------
         ValueError
             If ``precision`` is not one of `PRECISIONS` or this model does not
-            support it.
+            support it, or if it does not support ``method``.
         """
         check_precision(precision)
+        check_method(self, method)
         if precision not in self.supported_precisions:
             raise ValueError(
                 f"{type(self).__name__} supports precision "
@@ -174,6 +204,8 @@ class LabelModelBase(abc.ABC):
         good = (np.asarray(batch.flags, dtype=np.int64) & int(FATAL)) == 0
         rows = batch if good.all() else batch[good]
         extra = {} if precision == "fp32" else {"precision": precision}
+        if method is not None:
+            extra["method"] = method
         posterior = self._posterior(rows, device=device, batch_size=int(batch_size), **extra)
         if len(posterior) != len(rows) or posterior.label_names != self.label_names:
             raise RuntimeError(

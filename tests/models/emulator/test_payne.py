@@ -109,5 +109,5 @@ def test_bad_layouts_are_refused(tmp_path):
         [1, 1],
         np.arange(10.0) + 5000,
     )
-    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+    with pytest.raises(ValueError, match=r"x must be \(n, 2\)"):
         emu(torch.zeros(3, 4))
