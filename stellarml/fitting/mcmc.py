@@ -123,7 +123,10 @@ class MCMCFitter(Fitter):
         self.acceptance = (a_lo, a_hi)
         self.seed = int(seed)
         self.gradient = dict(gradient or {})
-        GradientFitter(**self.gradient)  # checked now
+        try:
+            GradientFitter(**self.gradient)  # checked now
+        except TypeError as exc:
+            raise ValueError(f"invalid gradient settings for MCMCFitter: {exc}") from None
 
     def get_settings(self):
         return {

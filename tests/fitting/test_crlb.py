@@ -5,15 +5,11 @@ import pytest
 import torch
 
 from stellarml.fitting import cramer_rao_bound, fisher_matrix
-from stellarml.models.emulator import PayneEmulator
 
 
-@pytest.fixture(scope="module")
-def emulator(data_dir):
-    folder = data_dir / "apogee"
-    return PayneEmulator.from_npz(
-        folder / "binspec_apogee_emulator.npz", folder / "apogee_wavelength.npz"
-    )
+@pytest.fixture
+def emulator(apogee_emulator):
+    return apogee_emulator
 
 
 def test_fisher_matrix_equals_the_finite_difference_one(emulator):

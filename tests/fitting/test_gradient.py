@@ -2,27 +2,15 @@
 
 import numpy as np
 import pytest
-import torch
+from emulator_spectra import noisy
 
 from stellarml.fitting import GradientFitter, cramer_rao_bound
 from stellarml.flags import LabelFlag
-from stellarml.models.emulator import PayneEmulator
 
 
-@pytest.fixture(scope="module")
-def emulator(data_dir):
-    folder = data_dir / "apogee"
-    return PayneEmulator.from_npz(
-        folder / "binspec_apogee_emulator.npz", folder / "apogee_wavelength.npz"
-    )
-
-
-def noisy(emulator, truth, snr, seed):
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        clean = emulator.flux(torch.tensor(truth, dtype=torch.float32)).double().numpy()
-    ivar = np.full(clean.shape, snr**2)
-    return clean + rng.standard_normal(clean.shape) / snr, ivar
+@pytest.fixture
+def emulator(apogee_emulator):
+    return apogee_emulator
 
 
 def test_recovers_injected_labels_within_the_bound(emulator):
