@@ -64,6 +64,7 @@ class Fitter:
         bounds=None,
         rv=None,
         continuum_degree=None,
+        model_error=None,
     ):
         """Fit spectra with an emulator.
 
@@ -88,6 +89,9 @@ class Fitter:
             Fit a radial velocity within these bounds [km/s] (True: +-500).
         continuum_degree : int, optional
             Fit (profile out) a multiplicative Legendre continuum of this degree.
+        model_error : float or array-like, optional
+            The emulator's own error [normalised flux], scalar or per pixel,
+            added in quadrature to the noise (see `~stellarml.fitting.FitProblem`).
 
         Returns
         -------
@@ -110,6 +114,7 @@ class Fitter:
             continuum_degree=continuum_degree,
             priors=priors,
             bounds=bounds,
+            model_error=model_error,
         )
         with torch.no_grad():
             result = self._fit(problem, init)

@@ -93,6 +93,20 @@ def _check_rv(rv):
     return (lo, hi)
 
 
+def _check_model_error(value, shape):
+    """``model_error`` broadcast to ``shape`` (n, npix); finite and >= 0."""
+    try:
+        s = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+    except ValueError:
+        raise ValueError(
+            f"model_error must be a scalar, (npix,) or (n, npix) for flux {shape}, "
+            f"got shape {np.shape(value)}"
+        ) from None
+    if not np.isfinite(s).all() or (s < 0).any():
+        raise ValueError("model_error must be finite and non-negative (normalised flux)")
+    return s
+
+
 def _per_row(value, n, what):
     a = np.asarray(value, dtype=np.float64)
     if a.ndim == 0:
@@ -125,6 +139,10 @@ class FitProblem:
     bounds : dict, optional
         ``{label: (lo, hi)}`` box in physical units, intersected with the
         emulator's training box (the default box).
+    model_error : float or array-like, optional
+        The emulator's own error, a standard deviation in normalised flux
+        (scalar, ``(npix,)`` or ``(n, npix)``), added in quadrature to the
+        noise: ``ivar -> ivar / (1 + ivar * model_error**2)``.
 
     Attributes
     ----------
@@ -144,7 +162,16 @@ class FitProblem:
     """
 
     def __init__(
-        self, emulator, flux, ivar, *, rv=None, continuum_degree=None, priors=None, bounds=None
+        self,
+        emulator,
+        flux,
+        ivar,
+        *,
+        rv=None,
+        continuum_degree=None,
+        priors=None,
+        bounds=None,
+        model_error=None,
     ):
         self.emulator = emulator
         names = tuple(emulator.label_names)
@@ -168,6 +195,8 @@ class FitProblem:
                 "ivar must be finite and non-negative (ivar = 0 marks a pixel without data)"
             )
         n = flux.shape[0]
+        if model_error is not None:
+            ivar = ivar / (1.0 + ivar * _check_model_error(model_error, flux.shape) ** 2)
         self.n = n
         self.n_labels = n_labels
         self.npix = npix

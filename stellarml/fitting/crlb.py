@@ -77,7 +77,9 @@ def inverse_fisher(fisher, n_keep=None):
     return cov
 
 
-def fisher_matrix(emulator, labels, ivar, *, rv=None, continuum_degree=None, continuum=None):
+def fisher_matrix(
+    emulator, labels, ivar, *, rv=None, continuum_degree=None, continuum=None, model_error=None
+):
     """Fisher information of labels (and nuisance parameters) for spectra with Gaussian noise.
 
     ``F = Jᵀ diag(ivar) J`` with ``J`` the derivatives of the model spectrum
@@ -104,6 +106,9 @@ def fisher_matrix(emulator, labels, ivar, *, rv=None, continuum_degree=None, con
     continuum : array-like, optional
         ``(n, degree + 1)`` (or ``(degree + 1,)``) Legendre coefficients of
         that continuum (default flat at 1).
+    model_error : float or array-like, optional
+        The emulator's own error [normalised flux], added in quadrature to
+        the noise.
 
     Returns
     -------
@@ -125,13 +130,15 @@ def fisher_matrix(emulator, labels, ivar, *, rv=None, continuum_degree=None, con
     >>> fisher_matrix(emu, [5000.0, 3.0], np.full(40, 2500.0), rv=0.0, continuum_degree=2).shape
     (1, 6, 6)
     """
-    problem, theta, coef = _problem(emulator, labels, ivar, rv, continuum_degree, continuum)
+    problem, theta, coef = _problem(
+        emulator, labels, ivar, rv, continuum_degree, continuum, model_error
+    )
     fisher = _fisher_at(problem, theta, np.arange(problem.n), coef).cpu().numpy()
     scale = np.concatenate([problem.jacobian_scale(), np.ones(problem.n_continuum)])
     return fisher / np.outer(scale, scale)
 
 
-def _problem(emulator, labels, ivar, rv, continuum_degree, continuum):
+def _problem(emulator, labels, ivar, rv, continuum_degree, continuum, model_error):
     """A `FitProblem` for the bound, the parameters at ``labels`` and the continuum."""
     labels = np.asarray(labels, dtype=np.float64)
     if labels.ndim == 1:
@@ -157,7 +164,12 @@ def _problem(emulator, labels, ivar, rv, continuum_degree, continuum):
         span = max(1.0, float(np.abs(rv_values).max()) * 2.0)
         rv_bounds = (-span - 1.0, span + 1.0)
     problem = FitProblem(
-        emulator, np.ones_like(ivar), ivar, rv=rv_bounds, continuum_degree=continuum_degree
+        emulator,
+        np.ones_like(ivar),
+        ivar,
+        rv=rv_bounds,
+        continuum_degree=continuum_degree,
+        model_error=model_error,
     )
     theta = problem.to_scaled(labels)
     if rv_values is not None:
@@ -177,7 +189,15 @@ def _problem(emulator, labels, ivar, rv, continuum_degree, continuum):
 
 
 def cramer_rao_bound(
-    emulator, labels, ivar, *, rv=None, continuum_degree=None, continuum=None, return_cov=False
+    emulator,
+    labels,
+    ivar,
+    *,
+    rv=None,
+    continuum_degree=None,
+    continuum=None,
+    model_error=None,
+    return_cov=False,
 ):
     """Per-spectrum Cramér–Rao bound on the labels from the emulator's Jacobian.
 
@@ -207,6 +227,9 @@ def cramer_rao_bound(
     continuum : array-like, optional
         ``(n, degree + 1)`` Legendre coefficients of that continuum (default
         a flat continuum at 1).
+    model_error : float or array-like, optional
+        The emulator's own error [normalised flux], scalar or per pixel,
+        added in quadrature to the noise (the bound then includes it).
     return_cov : bool, optional
         Also return the ``(n, L, L)`` inverse Fisher matrix.
 
@@ -244,7 +267,9 @@ def cramer_rao_bound(
     >>> sigma.shape
     (1, 2)
     """
-    problem, theta, coef = _problem(emulator, labels, ivar, rv, continuum_degree, continuum)
+    problem, theta, coef = _problem(
+        emulator, labels, ivar, rv, continuum_degree, continuum, model_error
+    )
     n_labels = problem.n_labels
     fisher = _fisher_at(problem, theta, np.arange(problem.n), coef)
     scale = problem.jacobian_scale()

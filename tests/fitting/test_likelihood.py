@@ -115,3 +115,20 @@ def test_rows_without_enough_pixels_are_flagged(small_emulator):
     assert problem.valid.tolist() == [True, False]
     assert problem.row_flags[1] == int(LabelFlag.TOO_FEW_GOOD_PIXELS)
     assert problem.dof[0] == emu.n_pixels - 5 - 3
+
+
+def test_the_emulator_error_is_added_to_the_noise(small_emulator):
+    emu = small_emulator
+    ivar = np.full(emu.n_pixels, 100.0**2)
+    bare = cramer_rao_bound(emu, DWARF, ivar)
+    # an emulator error equal to the noise doubles the variance: sqrt(2) on the bound
+    np.testing.assert_allclose(
+        cramer_rao_bound(emu, DWARF, ivar, model_error=0.01) / bare, np.sqrt(2.0), rtol=1e-4
+    )
+    flux, ivar2 = noisy(emu, DWARF[None], 100.0, seed=10)
+    fit = GradientFitter()(emu, flux, ivar2, model_error=np.full(emu.n_pixels, 0.01))
+    np.testing.assert_allclose(fit.chi2[0] / fit.dof[0], 0.5, atol=0.06)
+    with pytest.raises(ValueError, match="model_error must be finite"):
+        GradientFitter()(emu, flux, ivar2, model_error=-0.01)
+    with pytest.raises(ValueError, match="model_error must be a scalar"):
+        GradientFitter()(emu, flux, ivar2, model_error=np.ones(3))

@@ -26,7 +26,7 @@ from ..base import LabelModelBase
 __all__ = ["EmulatorModel", "lattice_grid"]
 
 #: Options of the fits (passed to the fitter's call).
-FIT_OPTIONS = ("rv", "continuum_degree", "priors", "bounds")
+FIT_OPTIONS = ("rv", "continuum_degree", "priors", "bounds", "model_error")
 
 
 def lattice_grid(wavelength, *, tol=1e-3):
@@ -115,7 +115,9 @@ class EmulatorModel(LabelModelBase):
         a residual radial velocity), ``continuum_degree`` (None, or the
         degree of a multiplicative Legendre continuum, profiled out),
         ``priors`` (``{label: (mean, sigma)}``) and ``bounds``
-        (``{label: (lo, hi)}``), in physical units.
+        (``{label: (lo, hi)}``), in physical units, and ``model_error`` (the
+        emulator's own error, a standard deviation in normalised flux per
+        emulator pixel or one scalar, added in quadrature to the noise).
     preparation : `~stellarml.spectra.PreparationSettings`, optional
         How spectra are put on the grid; default: the emulator's grid (gaps
         filled, see `lattice_grid`) with ``medium`` and ``resolution``. A
