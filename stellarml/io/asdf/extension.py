@@ -4,6 +4,7 @@ from asdf.extension import ManifestExtension
 
 from .converters import (
     DTLModelConverter,
+    EmulatorModelConverter,
     LabelCalibrationConverter,
     LabelSpecConverter,
     PreparationSettingsConverter,
@@ -15,10 +16,12 @@ __all__ = [
     "CONVERTERS",
     "DTL_MANIFEST_URI",
     "DTL_MODEL_TAG",
+    "EMULATOR_MODEL_TAG",
     "LABEL_CALIBRATION_TAG",
     "LABEL_SPEC_TAG",
     "MANIFEST_URI",
     "MODEL_CONVERTERS",
+    "PHDL_MANIFEST_URI",
     "PREPARATION_SETTINGS_TAG",
     "REMAP_ENSEMBLE_TAG",
     "REMAP_MODEL_TAG",
@@ -34,6 +37,10 @@ OLDER_MANIFEST_URIS = (
 )
 #: URI of the manifest of the DTL method's tag (an extension of its own).
 DTL_MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-dtl-1.0.0"
+#: URI of the manifest of the emulator models' tag (an extension of its own).
+PHDL_MANIFEST_URI = "asdf://stellarml.org/stellarml/manifests/stellarml-phdl-1.0.0"
+#: Tag written for `~stellarml.models.emulator.EmulatorModel`.
+EMULATOR_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/emulator_model-1.0.0"
 #: Tag written for `~stellarml.models.DTLModel`.
 DTL_MODEL_TAG = "asdf://stellarml.org/stellarml/tags/dtl_model-1.0.0"
 #: Tag written for `~stellarml.models.RemapModel`.
@@ -48,7 +55,12 @@ LABEL_SPEC_TAG = "asdf://stellarml.org/stellarml/tags/label_spec-1.0.0"
 PREPARATION_SETTINGS_TAG = "asdf://stellarml.org/stellarml/tags/preparation_settings-1.0.0"
 
 #: Converters of trained models (what `stellarml.io.asdf.model_io` reads and writes).
-MODEL_CONVERTERS = [RemapModelConverter(), RemapEnsembleConverter(), DTLModelConverter()]
+MODEL_CONVERTERS = [
+    RemapModelConverter(),
+    RemapEnsembleConverter(),
+    DTLModelConverter(),
+    EmulatorModelConverter(),
+]
 
 #: Converter instances shared by every manifest version.
 CONVERTERS = [
@@ -62,5 +74,5 @@ CONVERTERS = [
 #: extension that supports a type).
 STELLARML_EXTENSIONS = [
     ManifestExtension.from_uri(uri, converters=CONVERTERS)
-    for uri in (MANIFEST_URI, *OLDER_MANIFEST_URIS, DTL_MANIFEST_URI)
+    for uri in (MANIFEST_URI, *OLDER_MANIFEST_URIS, DTL_MANIFEST_URI, PHDL_MANIFEST_URI)
 ]

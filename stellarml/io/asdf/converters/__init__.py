@@ -8,6 +8,7 @@ provenance and calibration.
 from ._base import LabelModelConverter
 from .calibration import LabelCalibrationConverter
 from .dtl_model import DTLModelConverter
+from .emulator_model import EmulatorModelConverter
 from .label_spec import LabelSpecConverter
 from .preparation import PreparationSettingsConverter
 from .remap_ensemble import RemapEnsembleConverter
@@ -15,6 +16,7 @@ from .remap_model import RemapModelConverter
 
 __all__ = [
     "DTLModelConverter",
+    "EmulatorModelConverter",
     "LabelCalibrationConverter",
     "LabelModelConverter",
     "LabelSpecConverter",
