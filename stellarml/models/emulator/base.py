@@ -108,3 +108,27 @@ class SpectrumEmulator(torch.nn.Module, abc.ABC):
                 "ignore", message=r"`torch.jit.script` is deprecated", category=DeprecationWarning
             )
             return jac(x)
+
+
+def _check_config(cls, config):
+    """``config`` checked to be a dict for ``cls`` with the keys every emulator needs."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    name = config.get("class", cls.__name__)
+    if name != cls.__name__:
+        raise ValueError(f"config is for a {name}, not a {cls.__name__}")
+    missing = [k for k in ("label_names", "label_lo", "label_hi", "wavelength") if k not in config]
+    if missing:
+        raise ValueError(f"config lacks {', '.join(missing)}")
+    return config
+
+
+def _base_config(emulator):
+    """The `SpectrumEmulator` part of a ``get_config`` dict (plain lists and strings)."""
+    return {
+        "class": type(emulator).__name__,
+        "label_names": list(emulator.label_names),
+        "label_lo": emulator.label_lo.detach().cpu().double().tolist(),
+        "label_hi": emulator.label_hi.detach().cpu().double().tolist(),
+        "wavelength": np.asarray(emulator.wavelength, dtype=np.float64).tolist(),
+    }

@@ -14,7 +14,7 @@ below `PayneEmulator.max_elements` values. The Jacobian is analytic.
 import numpy as np
 import torch
 
-from .base import SpectrumEmulator
+from .base import SpectrumEmulator, _base_config, _check_config
 
 __all__ = ["PAYNE_APOGEE_LABELS", "PayneEmulator"]
 
@@ -171,6 +171,55 @@ class PayneEmulator(SpectrumEmulator):
             "w1": self.w1.detach().cpu().numpy().copy(),
             "b1": self.b1.detach().cpu().numpy().copy(),
         }
+
+    def get_config(self):
+        """Everything but the weights, as a plain (JSON/ASDF-serialisable) dict.
+
+        Returns
+        -------
+        dict
+            ``class``, ``label_names``, ``label_lo`` and ``label_hi`` (physical
+            units), ``wavelength`` [Angstrom] (lists), ``n_hidden`` (``K``)
+            and ``max_elements``. The weights are buffers: ``state_dict()``
+            holds them (``w0`` as ``(npix * K, L)``), and
+            ``from_config(config).load_state_dict(state_dict)`` rebuilds the
+            emulator.
+        """
+        return {
+            **_base_config(self),
+            "n_hidden": int(self.n_hidden),
+            "max_elements": int(self.max_elements),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        """An emulator with zero weights of the right shapes from a `get_config` dict.
+
+        Parameters
+        ----------
+        config : dict
+            As returned by `get_config`.
+
+        Returns
+        -------
+        emulator : `PayneEmulator`
+            All weights 0 (flux 0 everywhere) until ``load_state_dict``.
+        """
+        cfg = _check_config(cls, config)
+        if "n_hidden" not in cfg:
+            raise ValueError("config lacks n_hidden")
+        npix, n_labels, k = len(cfg["wavelength"]), len(cfg["label_names"]), int(cfg["n_hidden"])
+        return cls(
+            np.zeros((npix, k, n_labels), dtype=np.float32),
+            np.zeros((npix, k), dtype=np.float32),
+            np.zeros((npix, k), dtype=np.float32),
+            np.zeros(npix, dtype=np.float32),
+            cfg["label_names"],
+            cfg["label_lo"],
+            cfg["label_hi"],
+            cfg["wavelength"],
+            **({"max_elements": cfg["max_elements"]} if "max_elements" in cfg else {}),
+        )
 
     def _rows_per_chunk(self):
         return max(1, self.max_elements // (self.n_pixels * self.n_hidden * self.n_labels))
