@@ -3,13 +3,15 @@
 import astropy.units as u
 import numpy as np
 import pytest
+import torch
 from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
 from stellarml import derive_labels
 from stellarml.flags import LabelFlag
+from stellarml.io.asdf import read_model, write_model
 from stellarml.models import LabelModel
-from stellarml.models.emulator import EmulatorModel, PayneEmulator, lattice_grid
+from stellarml.models.emulator import EmulatorModel, MLPEmulator, PayneEmulator, lattice_grid
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,42 @@ def test_bad_settings_are_refused(apogee):
         EmulatorModel(emu, fit_options={"continuum": 2})
     with pytest.raises(ValueError, match="invalid settings"):
         EmulatorModel(emu, fitter_settings={"gradient": {"n_strats": 3}})
+
+
+def test_asdf_round_trip(apogee, tmp_path):
+    emu, spec = apogee
+    error = np.full(emu.n_pixels, 0.004)
+    model = EmulatorModel(
+        emu,
+        name="apogee-payne",
+        fitter="cmaes",
+        fitter_settings={"mcmc": {"n_walkers": 16, "acceptance": (0.15, 0.6)}},
+        fit_options={"rv": (-20.0, 20.0), "priors": {"vmacro": (6.0, 3.0)}, "model_error": error},
+    )
+    path = tmp_path / "apogee.asdf"
+    write_model(model, path)
+    back = read_model(path)
+    assert isinstance(back, EmulatorModel) and isinstance(back.emulator, PayneEmulator)
+    assert back.fitter == "cmaes" and back.label_names == model.label_names
+    assert back.fitter_settings["mcmc"]["n_walkers"] == 16
+    assert back.fit_options["rv"] == (-20.0, 20.0)
+    assert back.fit_options["priors"]["vmacro"] == (6.0, 3.0)
+    np.testing.assert_allclose(back.fit_options["model_error"], error, rtol=1e-6)
+    np.testing.assert_array_equal(back.pixels, model.pixels)
+    a = derive_labels(spec, model=model, method="gradient")
+    b = derive_labels(spec, model=back, method="gradient")
+    for name in ("teff", "logg", "fe_h", "teff_crlb", "rv", "chi2"):
+        np.testing.assert_allclose(np.asarray(b[name]), np.asarray(a[name]), rtol=1e-6)
+    # a trained-architecture emulator too (weights are its state dict)
+    mlp = MLPEmulator(
+        ("teff", "logg"),
+        [4000.0, 1.0],
+        [6000.0, 5.0],
+        5000.0 * np.exp(1e-4 * np.arange(64)),
+        hidden=(16, 16),
+    )
+    write_model(EmulatorModel(mlp, name="toy"), tmp_path / "mlp.asdf")
+    again = read_model(tmp_path / "mlp.asdf").emulator
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_array_equal(again(torch.tensor(x)).numpy(), mlp(torch.tensor(x)).numpy())
