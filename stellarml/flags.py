@@ -23,7 +23,8 @@ class LabelFlag(enum.IntFlag):
     #: The spectrum lies outside the domain the model was trained on
     #: (its embedding is far from every training spectrum).
     OUTSIDE_TRAINING_DOMAIN = 8
-    #: A label PDF has significant probability in the first or last bin.
+    #: A label PDF has significant probability in the first or last bin (for
+    #: an emulator fit: a fitted label at an edge of the emulator's box).
     PDF_AT_GRID_EDGE = 16
     #: Median signal-to-noise ratio per pixel below the model's minimum.
     LOW_SNR = 32

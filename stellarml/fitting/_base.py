@@ -7,7 +7,7 @@ import torch
 
 from ._likelihood import FitProblem
 from .crlb import inverse_fisher
-from .result import FitResult, _not_converged_flags
+from .result import EDGE_TOLERANCE, FitResult, _fit_flags
 
 __all__ = ["Fitter"]
 
@@ -185,7 +185,13 @@ class Fitter:
             full[rows] = samples
             samples = full
             cov[rows] = sample_cov
-        flags = _not_converged_flags(valid, conv, problem.row_flags)
+        at_edge = np.zeros(n, dtype=bool)
+        if rows.size:
+            width = problem.box_hi[:n_labels] - problem.box_lo[:n_labels]
+            x = np.asarray(theta, dtype=np.float64)[:, :n_labels]
+            near = np.minimum(x - problem.box_lo[:n_labels], problem.box_hi[:n_labels] - x)
+            at_edge[rows] = (near < EDGE_TOLERANCE * width).any(axis=1)
+        flags = _fit_flags(valid, conv, problem.row_flags, at_edge)
         info = dict(info)
         info["box_variance"] = (
             (problem.box_hi - problem.box_lo)[:n_labels] ** 2 / 12.0 * (problem.label_scale**2)

@@ -42,7 +42,9 @@ class FitResult:
     flags : `numpy.ndarray`
         ``(n,)`` `~stellarml.flags.LabelFlag` bits: ``BAD_INPUT`` or
         ``TOO_FEW_GOOD_PIXELS`` for rows that could not be fitted,
-        ``FIT_NOT_CONVERGED`` where the test failed.
+        ``FIT_NOT_CONVERGED`` where the test failed, ``PDF_AT_GRID_EDGE``
+        where a fitted label lies at an edge of the box (the spectrum wants
+        labels outside what the emulator covers: they are not measured).
     rv, rv_err : `numpy.ndarray` or None
         ``(n,)`` fitted radial velocity and its error [km/s], when fitted.
     continuum : `numpy.ndarray` or None
@@ -126,8 +128,14 @@ class FitResult:
         )
 
 
-def _not_converged_flags(valid, converged, row_flags):
-    """Flags of a fit: the problem's row flags plus ``FIT_NOT_CONVERGED``."""
+#: A fitted label closer than this to an edge of the box (in units of the box
+#: width) is at that edge.
+EDGE_TOLERANCE = 1e-3
+
+
+def _fit_flags(valid, converged, row_flags, at_edge):
+    """Flags of a fit: the problem's row flags, ``FIT_NOT_CONVERGED``, ``PDF_AT_GRID_EDGE``."""
     out = np.asarray(row_flags, dtype=np.int64).copy()
     out[valid & ~converged] |= int(LabelFlag.FIT_NOT_CONVERGED)
+    out[valid & at_edge] |= int(LabelFlag.PDF_AT_GRID_EDGE)
     return out

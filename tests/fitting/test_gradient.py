@@ -92,3 +92,14 @@ def test_bad_inputs(emulator):
     assert result.converged[1]
     with pytest.raises(ValueError, match="n_starts must be an integer >= 1"):
         GradientFitter(n_starts=0)
+
+
+def test_labels_at_the_box_edge_are_flagged(emulator):
+    # a spectrum hotter than the emulator's box: the fit stops at its edge
+    truth = np.array([[5200.0, 4.4, -0.3, 0.1, 6.0], [5200.0, 4.4, -0.3, 0.1, 6.0]])
+    flux, ivar = noisy(emulator, truth, 100.0, seed=3)
+    result = GradientFitter()(emulator, flux, ivar, bounds={"teff": (4300.0, 5000.0)})
+    assert result.labels[0, 0] == pytest.approx(5000.0, abs=0.01)
+    assert result.flags[0] & int(LabelFlag.PDF_AT_GRID_EDGE)
+    free = GradientFitter()(emulator, flux, ivar)
+    assert not free.flags[0] & int(LabelFlag.PDF_AT_GRID_EDGE)
