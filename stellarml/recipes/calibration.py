@@ -31,7 +31,13 @@ from astropy.table import QTable, Table
 from ..calibration import ChainedCalibration, TrendCalibration, WidthCalibration
 from ..labels import get_label
 
-__all__ = ["build_calibration", "check_calibration_config", "load_reference"]
+__all__ = [
+    "build_calibration",
+    "check_calibration_config",
+    "cross_fit",
+    "load_reference",
+    "override_labels",
+]
 
 _KNOWN = {
     "reference",
@@ -132,3 +138,121 @@ def build_calibration(cfg, labels):
     if c.get("width", True):
         steps.append(WidthCalibration(labels=list(labels)))
     return steps[0] if len(steps) == 1 else ChainedCalibration(steps)
+
+
+def override_labels(library, overrides, labels):
+    """Replace library labels by ``overrides`` (in place); returns ``{label: [ids]}`` replaced.
+
+    Parameters
+    ----------
+    library : `~stellarml.libraries.SpectralLibrary`
+        With an ``id`` label column.
+    overrides : `~astropy.table.Table` or None
+        ``id`` and label columns; NaN keeps the library's value.
+    labels : sequence of str
+        The labels to replace.
+    """
+    if overrides is None:
+        return {}
+    ids = [str(i) for i in np.asarray(library.labels["id"])]
+    row_of = {i: k for k, i in enumerate(ids)}
+    replaced = {}
+    for label in labels:
+        if label not in overrides.colnames:
+            continue
+        col = library.labels[label]
+        values = np.array(getattr(col, "value", col), dtype=float)
+        new = overrides[label]
+        new = np.asarray(new.to_value(col.unit) if hasattr(new, "unit") else new, dtype=float)
+        done = []
+        for star, value in zip(overrides["id"], new, strict=True):
+            if np.isfinite(value) and str(star) in row_of:
+                values[row_of[str(star)]] = value
+                done.append(str(star))
+        library.labels[label] = values * col.unit if hasattr(col, "unit") else values
+        replaced[label] = done
+    return replaced
+
+
+def cross_fit(train_without, spectra, reference, *, folds, seed, use_reference=False):
+    """Out-of-fold posteriors of reference stars: each predicted by a model trained without it.
+
+    The reference stars are split into ``folds`` folds (a permutation drawn
+    with ``seed``). For each fold, ``train_without`` trains a model on the
+    method's training stars minus that fold's (and, with ``use_reference``,
+    with the other folds' reference labels replacing the training labels),
+    and the model predicts the fold's spectra through
+    `stellarml.derive_labels` (uncalibrated). Every reference star is
+    therefore predicted as a new star would be. Shared by the methods'
+    recipes (`stellarml.recipes.remap.cross_fitted_posteriors`,
+    `stellarml.recipes.phdl`).
+
+    Parameters
+    ----------
+    train_without : callable
+        ``train_without(exclude_ids, overrides) -> (model, used_ids)``:
+        ``exclude_ids`` the fold's MILES ids, ``overrides`` the other folds'
+        rows of ``reference`` (or None); ``used_ids`` the ids the model was
+        trained on (checked to exclude the fold).
+    spectra : `~stellarml.libraries.SpectralLibrary`
+        The reference stars' spectra (with an ``id`` label column).
+    reference : `~astropy.table.Table`
+        ``id`` and labels (`load_reference`).
+    folds, seed : int
+        Number of folds and seed of the fold assignment.
+    use_reference : bool
+        Pass the other folds' reference labels as ``overrides``.
+
+    Returns
+    -------
+    posterior : `~stellarml.posterior.LabelPosterior`
+        One row per reference star, in the order of ``reference``.
+    fold : `numpy.ndarray`
+        ``(n,)`` the fold of each star.
+    table : `~astropy.table.QTable`
+        The label table of the predictions (uncalibrated), in the same order.
+
+    Raises
+    ------
+    ValueError
+        If a reference star has no spectrum, or there are fewer stars than folds.
+    RuntimeError
+        If a fold's stars reached its model's training.
+    """
+    from astropy.table import vstack
+
+    from ..analysis import derive_labels
+    from ..posterior import LabelPosterior
+
+    ids = np.array([str(i) for i in reference["id"]])
+    n = ids.size
+    if n < folds:
+        raise ValueError(f"{n} reference stars cannot make {folds} folds")
+    found = [str(i) for i in np.asarray(spectra.labels["id"])]
+    missing = sorted(set(ids) - set(found))
+    if missing:
+        raise ValueError(
+            f"reference stars not in the MILES training list with spectrum and labels: {missing}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    fold = np.empty(n, dtype=int)
+    posteriors, tables, rows = [], [], []
+    for k, test in enumerate(np.array_split(order, folds)):
+        test = np.sort(test)
+        fold[test] = k
+        overrides = reference[np.setdiff1d(np.arange(n), test)] if use_reference else None
+        model, used = train_without(list(ids[test]), overrides)
+        seen = set(used) & set(ids[test])
+        if seen:
+            raise RuntimeError(f"fold {k}: held-out stars reached training: {sorted(seen)}")
+        held = spectra[np.array([found.index(i) for i in ids[test]])]
+        table, posterior = derive_labels(
+            held.to_spectrum(), model=model, calibrate=False, return_posterior=True
+        )
+        posteriors.append(posterior)
+        tables.append(table)
+        rows.append(test)
+    order_back = np.argsort(np.concatenate(rows))
+    posterior = LabelPosterior.concatenate(posteriors)[order_back]
+    table = vstack(tables, metadata_conflicts="silent")[order_back]
+    return posterior, fold, table

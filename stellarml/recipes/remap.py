@@ -46,7 +46,13 @@ import astropy.units as u
 import numpy as np
 
 from ..io.asdf.model_io import write_model
-from .calibration import build_calibration, check_calibration_config, load_reference
+from .calibration import (
+    build_calibration,
+    check_calibration_config,
+    cross_fit,
+    load_reference,
+    override_labels,
+)
 from .instrument import (
     DEFAULT_COVERAGE_SHARE,
     mask_outside_windows,
@@ -351,7 +357,7 @@ def fine_tune(
     """
     f = cfg["fine_tune"]
     observed = build_finetune_library(cfg, ids=ids, exclude_ids=exclude_ids)
-    replaced = _override_labels(observed, label_overrides, model.label_names)
+    replaced = override_labels(observed, label_overrides, model.label_names)
     inside = in_bins(model, observed)
     outside = [str(i) for i in np.asarray(observed.labels["id"])[~inside]]
     observed = observed[inside]
@@ -385,30 +391,6 @@ def fine_tune(
     for target in (model, *getattr(model, "members", ())):
         target.provenance_["fine_tune_library"] = copy.deepcopy(record)
     return model
-
-
-def _override_labels(library, overrides, labels):
-    """Replace library labels by ``overrides`` (in place); returns ``{label: [ids]}`` replaced."""
-    if overrides is None:
-        return {}
-    ids = [str(i) for i in np.asarray(library.labels["id"])]
-    row_of = {i: k for k, i in enumerate(ids)}
-    replaced = {}
-    for label in labels:
-        if label not in overrides.colnames:
-            continue
-        col = library.labels[label]
-        values = np.array(getattr(col, "value", col), dtype=float)
-        new = overrides[label]
-        new = np.asarray(new.to_value(col.unit) if hasattr(new, "unit") else new, dtype=float)
-        done = []
-        for star, value in zip(overrides["id"], new, strict=True):
-            if np.isfinite(value) and str(star) in row_of:
-                values[row_of[str(star)]] = value
-                done.append(str(star))
-        library.labels[label] = values * col.unit if hasattr(col, "unit") else values
-        replaced[label] = done
-    return replaced
 
 
 def cross_fitted_posteriors(
@@ -461,56 +443,34 @@ def cross_fitted_posteriors(
     table : `~astropy.table.QTable`
         The label table of the predictions (uncalibrated), in the same order.
     """
-    from astropy.table import vstack
-
-    from ..analysis import derive_labels
     from ..libraries import ObservedLibrary
-    from ..posterior import LabelPosterior
 
     ids = np.array([str(i) for i in reference["id"]])
-    n = ids.size
-    if n < folds:
-        raise ValueError(f"{n} reference stars cannot make {folds} folds")
     f = cfg["fine_tune"]
     spectra = ObservedLibrary.from_miles(
         f.get("directory"), require=pretrained.label_names, ids=list(ids)
     )
-    found = [str(i) for i in np.asarray(spectra.labels["id"])]
-    missing = sorted(set(ids) - set(found))
-    if missing:
-        raise ValueError(
-            f"reference stars not in the MILES training list with spectrum and labels: {missing}"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    fold = np.empty(n, dtype=int)
-    posteriors, tables, rows = [], [], []
-    for k, test in enumerate(np.array_split(order, folds)):
-        test = np.sort(test)
-        fold[test] = k
+
+    def train_without(exclude, overrides):
         model = copy.deepcopy(pretrained)
-        overrides = reference[np.setdiff1d(np.arange(n), test)] if fine_tune_on_reference else None
         fine_tune(
             model,
             cfg,
-            exclude_ids=list(ids[test]),
+            exclude_ids=exclude,
             progress=progress,
             label_overrides=overrides,
             override_weight=reference_weight,
         )
-        seen = set(model.provenance_["fine_tune_library"]["ids"]) & set(ids[test])
-        if seen:
-            raise RuntimeError(f"fold {k}: held-out stars reached fine-tuning: {sorted(seen)}")
-        held = spectra[np.array([found.index(i) for i in ids[test]])]
-        table, posterior = derive_labels(
-            held.to_spectrum(), model=model, calibrate=False, return_posterior=True
-        )
-        posteriors.append(posterior)
-        tables.append(table)
-        rows.append(test)
-    order_back = np.argsort(np.concatenate(rows))
-    posterior = LabelPosterior.concatenate(posteriors)[order_back]
-    table = vstack(tables, metadata_conflicts="silent")[order_back]
-    return posterior, fold, table
+        return model, model.provenance_["fine_tune_library"]["ids"]
+
+    return cross_fit(
+        train_without,
+        spectra,
+        reference,
+        folds=folds,
+        seed=seed,
+        use_reference=fine_tune_on_reference,
+    )
 
 
 def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
