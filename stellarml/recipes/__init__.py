@@ -17,7 +17,11 @@ from .._utils import data_dir
 __all__ = ["RECIPES", "load_config", "train_from_config"]
 
 #: Method name -> module of its recipe (each has ``check_config(cfg)`` and ``train(cfg, ...)``).
-RECIPES = {"remap": "stellarml.recipes.remap", "dtl": "stellarml.recipes.dtl"}
+RECIPES = {
+    "remap": "stellarml.recipes.remap",
+    "dtl": "stellarml.recipes.dtl",
+    "phdl": "stellarml.recipes.phdl",
+}
 
 
 def _expand(value):
