@@ -7,7 +7,14 @@ nothing here imports a model.
 from . import distributed
 from .averaging import average_states, module_state
 from .distributed import destroy_distributed, init_distributed, is_main_process
-from .emulator import EMULATOR_SCHEDULES, jacobian_error, reference_jacobians, train_emulator
+from .emulator import (
+    EMULATOR_SCHEDULES,
+    jacobian_error,
+    jacobians_from_perturbed,
+    load_reference_jacobians,
+    reference_jacobians,
+    train_emulator,
+)
 from .trainer import (
     SCHEDULES,
     SpectrumAugmenter,
@@ -39,6 +46,8 @@ __all__ = [
     "init_distributed",
     "is_main_process",
     "jacobian_error",
+    "jacobians_from_perturbed",
+    "load_reference_jacobians",
     "load_state_dict_npz",
     "module_state",
     "reference_jacobians",

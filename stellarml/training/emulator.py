@@ -14,8 +14,11 @@ so it is trained through), is matched to reference differential spectra
 ``J_ref`` at reference labels ``x_m``. Both Jacobians are per unit of the
 *scaled* label ``x = (l - lo) / (hi - lo) - 0.5`` of the emulator's box, i.e.
 the physical derivative times ``hi - lo``; `reference_jacobians` computes them
-from a library generator in that convention. `jacobian_error` is the
-relative Jacobian error used for validation and benchmarks.
+from a library generator in that convention, `jacobians_from_perturbed` from
+spectra with one label perturbed at a time (e.g. from Kurucz/SYNTHE or Korg)
+and `load_reference_jacobians` reads such spectra from an ``.npz`` file (its
+format is in that function's notes). `jacobian_error` is the relative
+Jacobian error used for validation and benchmarks.
 """
 
 import math
@@ -27,7 +30,14 @@ import torch
 
 from .._utils import resolve_device
 
-__all__ = ["EMULATOR_SCHEDULES", "jacobian_error", "reference_jacobians", "train_emulator"]
+__all__ = [
+    "EMULATOR_SCHEDULES",
+    "jacobian_error",
+    "jacobians_from_perturbed",
+    "load_reference_jacobians",
+    "reference_jacobians",
+    "train_emulator",
+]
 
 #: Learning-rate schedules of `train_emulator`.
 EMULATOR_SCHEDULES = ("cosine", "onecycle", "constant")
@@ -166,6 +176,120 @@ def reference_jacobians(generator, labels, box, *, step=1e-3, method="auto"):
         f = np.asarray(call(shifted), dtype=np.float64)
         columns.append((f[:n] - f[n:]) / (2.0 * step))
     return np.stack(columns, axis=-1)
+
+
+def jacobians_from_perturbed(flux, perturbed_flux, delta, box, *, minus_flux=None):
+    """Reference Jacobians from spectra with one label perturbed at a time.
+
+    For spectra computed by an external code (Kurucz/SYNTHE, Korg ...): the
+    reference spectrum ``f0`` at labels ``l`` and, for each label ``k``, the
+    spectrum at ``l + delta_k e_k`` (and optionally at ``l - delta_k e_k``).
+
+    Parameters
+    ----------
+    flux : array-like
+        ``(m, npix)`` reference spectra (normalised flux).
+    perturbed_flux : array-like
+        ``(m, L, npix)`` spectra with label ``k`` raised by ``delta[k]``.
+    delta : array-like
+        ``(L,)`` or ``(m, L)`` perturbation of each label, physical units
+        (K, dex, km/s); non-zero.
+    box : `~stellarml.models.emulator.SpectrumEmulator` or (lo, hi)
+        The emulator (or its training box) whose scaled labels the result
+        refers to.
+    minus_flux : array-like, optional
+        ``(m, L, npix)`` spectra with label ``k`` lowered by ``delta[k]``:
+        central differences (error ``O(delta**2)``) instead of one-sided
+        ones (error ``O(delta)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m, npix, L)`` float64 ``d flux / d x`` per scaled label unit
+        (the convention of `train_emulator`).
+    """
+    lo, hi = _box(box)
+    f0 = np.asarray(flux, dtype=np.float64)
+    fp = np.asarray(perturbed_flux, dtype=np.float64)
+    if f0.ndim != 2 or fp.shape != (f0.shape[0], lo.size, f0.shape[1]):
+        raise ValueError(
+            f"flux must be (m, npix) and perturbed_flux (m, L={lo.size}, npix), got {f0.shape} "
+            f"and {fp.shape}"
+        )
+    d = np.broadcast_to(np.asarray(delta, dtype=np.float64), (f0.shape[0], lo.size))
+    if not (np.isfinite(d).all() and np.all(d != 0)):
+        raise ValueError("delta must be finite and non-zero")
+    if minus_flux is None:
+        diff = (fp - f0[:, None, :]) / d[:, :, None]
+    else:
+        fm = np.asarray(minus_flux, dtype=np.float64)
+        if fm.shape != fp.shape:
+            raise ValueError(f"minus_flux must have shape {fp.shape}, got {fm.shape}")
+        diff = (fp - fm) / (2.0 * d[:, :, None])
+    if not np.isfinite(diff).all():
+        raise ValueError("the differential spectra hold non-finite values")
+    return np.transpose(diff, (0, 2, 1)) * (hi - lo)
+
+
+def load_reference_jacobians(path, box):
+    """Read reference differential spectra from an ``.npz`` file.
+
+    The file format (plain arrays, read without pickle):
+
+    ``labels``
+        ``(m, L)`` reference labels, physical units.
+    ``label_names``
+        ``(L,)`` strings, `stellarml.labels` names in column order.
+    ``wavelength``
+        ``(npix,)`` [Angstrom], the emulator's grid.
+    ``flux``
+        ``(m, npix)`` normalised spectra at ``labels``.
+    ``perturbed_flux``
+        ``(m, L, npix)``: label ``k`` raised by ``delta[k]``.
+    ``delta``
+        ``(L,)`` or ``(m, L)`` perturbations, physical units.
+    ``minus_flux`` (optional)
+        ``(m, L, npix)``: label ``k`` lowered by ``delta[k]`` (central
+        differences).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+    box : `~stellarml.models.emulator.SpectrumEmulator` or (lo, hi)
+        The emulator the Jacobians are for; with an emulator, its
+        ``label_names`` and ``wavelength`` must match the file's.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        ``(m, L)`` reference labels (physical units).
+    jacobians : numpy.ndarray
+        ``(m, npix, L)`` per scaled label unit (see `jacobians_from_perturbed`).
+    """
+    need = ("labels", "label_names", "wavelength", "flux", "perturbed_flux", "delta")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in need if k not in data.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}")
+        arrays = {k: np.asarray(data[k]) for k in data.files}
+    if isinstance(box, torch.nn.Module) and hasattr(box, "label_names"):
+        names = [str(n) for n in arrays["label_names"]]
+        if names != list(box.label_names):
+            raise ValueError(f"{path} has labels {names}; the emulator has {list(box.label_names)}")
+        wave = np.asarray(arrays["wavelength"], dtype=np.float64)
+        if wave.shape != box.wavelength.shape or not np.allclose(
+            wave, box.wavelength, rtol=1e-9, atol=0
+        ):
+            raise ValueError(f"{path}: its wavelength grid is not the emulator's")
+    jac = jacobians_from_perturbed(
+        arrays["flux"],
+        arrays["perturbed_flux"],
+        arrays["delta"],
+        box,
+        minus_flux=arrays.get("minus_flux"),
+    )
+    return np.asarray(arrays["labels"], dtype=np.float64), jac
 
 
 def _polynomial_jacobian(library, values):
@@ -475,7 +599,7 @@ def _evaluate(emulator, val, gradient_weight, dev):
     if "reference_labels" in val:
         xr = emulator.scale(val["reference_labels"].to(dev))
         with torch.no_grad():
-            jac = emulator.jacobian(xr)
+            jac = emulator.jacobian(xr, chunk_size=64)
         ref = val["reference_jacobians"].to(dev)
         if gradient_weight > 0:
             loss += gradient_weight * float((jac - ref).square().mean())

@@ -8,7 +8,13 @@ import torch
 from stellarml.libraries import PolynomialEmulatorLibrary
 from stellarml.models.emulator import MLPEmulator, PayneEmulator, TransformerEmulator
 from stellarml.spectra import log_lambda_grid
-from stellarml.training import jacobian_error, reference_jacobians, train_emulator
+from stellarml.training import (
+    jacobian_error,
+    jacobians_from_perturbed,
+    load_reference_jacobians,
+    reference_jacobians,
+    train_emulator,
+)
 
 LO = np.array([4500.0, 3.5, -1.0])
 HI = np.array([6000.0, 5.0, 0.3])
@@ -74,6 +80,47 @@ def test_reference_jacobians_by_autograd_of_a_torch_generator():
     np.testing.assert_allclose(jac, expected, rtol=1e-12)
     fd = reference_jacobians(lambda v: np.sin(v @ a.numpy().T), labels, box, step=1e-4)
     np.testing.assert_allclose(fd, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_reference_jacobians_from_a_file_of_perturbed_spectra(problem, tmp_path):
+    deg, names, grid = problem["library"], problem["names"], problem["grid"]
+    labels, flux = problem["draw"](4, 8)
+    delta = np.array([20.0, 0.02, 0.01])  # K, dex, dex
+    plus = np.empty((4, 3, grid.size))
+    minus = np.empty_like(plus)
+    for k in range(3):
+        up, down = labels.copy(), labels.copy()
+        up[:, k] += delta[k]
+        down[:, k] -= delta[k]
+        plus[:, k] = deg.generate(up, extrapolate=True, dtype=np.float64).flux
+        minus[:, k] = deg.generate(down, extrapolate=True, dtype=np.float64).flux
+    exact = reference_jacobians(deg, labels, (LO, HI))
+    scale = np.abs(exact).max()
+    central = jacobians_from_perturbed(flux, plus, delta, (LO, HI), minus_flux=minus)
+    one_sided = jacobians_from_perturbed(flux, plus, delta, (LO, HI))
+    err_central = np.abs(central - exact).max() / scale
+    err_one_sided = np.abs(one_sided - exact).max() / scale
+    assert err_central < 1e-4 < err_one_sided < 0.05, (err_central, err_one_sided)
+    path = tmp_path / "differential.npz"
+    np.savez(
+        path,
+        labels=labels,
+        label_names=np.array(names),
+        wavelength=grid,
+        flux=flux,
+        perturbed_flux=plus,
+        minus_flux=minus,
+        delta=delta,
+    )
+    emu = MLPEmulator(names, LO, HI, grid, hidden=(4,))
+    read_labels, read = load_reference_jacobians(path, emu)
+    np.testing.assert_array_equal(read_labels, labels)
+    np.testing.assert_allclose(read, central, rtol=1e-6, atol=1e-9)
+    other = MLPEmulator(names[::-1], LO, HI, grid, hidden=(4,))
+    with pytest.raises(ValueError, match="has labels"):
+        load_reference_jacobians(path, other)
+    with pytest.raises(ValueError, match="non-zero"):
+        jacobians_from_perturbed(flux, plus, [1.0, 0.0, 1.0], (LO, HI))
 
 
 def test_jacobian_error_is_the_per_label_relative_norm():
