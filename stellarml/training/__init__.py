@@ -1,11 +1,20 @@
 """Generic training machinery: the `Trainer` loop, spectrum augmentation, transfer learning
-(freezing) and weight averaging. Method recipes live in `stellarml.recipes`; nothing here
-imports a model.
+(freezing), weight averaging, and emulator training with a gradient prior
+(`train_emulator`, `reference_jacobians`). Method recipes live in `stellarml.recipes`;
+nothing here imports a model.
 """
 
 from . import distributed
 from .averaging import average_states, module_state
 from .distributed import destroy_distributed, init_distributed, is_main_process
+from .emulator import (
+    EMULATOR_SCHEDULES,
+    jacobian_error,
+    jacobians_from_perturbed,
+    load_reference_jacobians,
+    reference_jacobians,
+    train_emulator,
+)
 from .trainer import (
     SCHEDULES,
     SpectrumAugmenter,
@@ -24,6 +33,7 @@ from .transfer import (
 )
 
 __all__ = [
+    "EMULATOR_SCHEDULES",
     "FREEZE_PRESETS",
     "SCHEDULES",
     "SpectrumAugmenter",
@@ -35,11 +45,16 @@ __all__ = [
     "frozen_prefixes",
     "init_distributed",
     "is_main_process",
+    "jacobian_error",
+    "jacobians_from_perturbed",
+    "load_reference_jacobians",
     "load_state_dict_npz",
     "module_state",
+    "reference_jacobians",
     "resolve_freeze",
     "save_state_dict_npz",
     "set_train_mode",
+    "train_emulator",
     "trainable_parameters",
     "unfreeze",
 ]
