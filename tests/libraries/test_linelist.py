@@ -15,6 +15,15 @@ ELEMENTS = [e for e in DEFAULT_ELEMENTS if e not in ("na", "cu", "zn")]
 CA_I_6439, CA_I_6455, CA_II_6457 = 6439.0748, 6455.5982, 6456.8752  # air, from the list
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread: these small tensors run 10x slower on 2 threads of a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def paths(data_dir):
     emulator = data_dir / "doppler" / "coolstars_cubic_emulator.npz"
