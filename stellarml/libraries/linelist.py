@@ -805,8 +805,18 @@ class LineListLibrary:
             raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
         return int(chunk_size)
 
-    def generate(self, labels, *, extrapolate=False, chunk_size=None, dtype=np.float32):
-        """Synthesise spectra at given labels.
+    def generate(
+        self,
+        labels,
+        *,
+        extrapolate=False,
+        chunk_size=None,
+        dtype=np.float32,
+        resolution=None,
+        fwhm=None,
+        wavelength=None,
+    ):
+        """Synthesise spectra at given labels, optionally degraded to an instrument.
 
         Parameters
         ----------
@@ -821,13 +831,20 @@ class LineListLibrary:
             Spectra evaluated at once (default: about 2**21 line-window elements).
         dtype : numpy float dtype, optional
             float32 (default) or float64, for the computation and the output.
+        resolution : float, optional
+            Broaden to this resolving power R (`SpectralLibrary.degrade`).
+        fwhm : `~astropy.units.Quantity`, optional
+            Or to this LSF FWHM (length).
+        wavelength : `~astropy.units.Quantity`, optional
+            Resample onto this grid (inside `wavelength`), flux-conservingly. The
+            convolution renormalises its kernel at the window edges, so keep the grid a few
+            LSF widths inside the window.
 
         Returns
         -------
         library : `SpectralLibrary`
-            Noise-free normalised spectra on `wavelength`, unbroadened (use
-            `SpectralLibrary.degrade` for an instrument), ``meta`` with the provenance and
-            the approximation used.
+            Noise-free normalised spectra on `wavelength` (unbroadened) or on the degraded
+            grid and LSF, ``meta`` with the provenance and the approximation used.
 
         Raises
         ------
@@ -836,7 +853,7 @@ class LineListLibrary:
         """
         values, table = self._label_values(labels, extrapolate)
         flux = self._flux_numpy(values, chunk_size, dtype)
-        return SpectralLibrary(
+        library = SpectralLibrary(
             table,
             self._wave * u.AA,
             flux,
@@ -846,6 +863,9 @@ class LineListLibrary:
                 "wavelength_range": [float(self._wave[0]), float(self._wave[-1])],
             },
         )
+        if resolution is None and fwhm is None and wavelength is None:
+            return library
+        return library.degrade(resolution=resolution, fwhm=fwhm, wavelength=wavelength)
 
     def _torch_dtype(self, dtype):
         import torch
@@ -891,7 +911,17 @@ class LineListLibrary:
         tau, _ = self._central_tau(lines, v[:, 0:1], v[:, 1:2], v[:, 2:3], x_h, torch)
         return (self.d_max * tau / (1 + tau)).numpy()
 
-    def jacobian(self, labels, *, extrapolate=False, chunk_size=None, dtype=np.float64):
+    def jacobian(
+        self,
+        labels,
+        *,
+        extrapolate=False,
+        chunk_size=None,
+        dtype=np.float64,
+        resolution=None,
+        fwhm=None,
+        wavelength=None,
+    ):
         """Exact differential spectra ``d flux / d label`` by forward-mode autograd.
 
         Parameters
@@ -904,13 +934,17 @@ class LineListLibrary:
             Spectra per evaluation (default as in `generate`).
         dtype : numpy float dtype, optional
             float64 (default) or float32.
+        resolution, fwhm, wavelength : optional
+            As in `generate`: the Jacobian of the degraded spectra (broadening and
+            resampling are linear, so they are applied to every column of the Jacobian).
 
         Returns
         -------
         jacobian : ndarray, shape (n, npix, L)
             ``jacobian[i, p, k] = d flux[i, p] / d label_k`` in physical units: per K for
             ``teff``, per dex for ``logg``, ``fe_h`` and the ``[X/Fe]``, per km/s for
-            ``vmicro``; labels in `label_names` order.
+            ``vmicro``; labels in `label_names` order; ``npix`` is that of ``wavelength``
+            when given.
         """
         import torch
         from torch.func import jvp
@@ -950,7 +984,23 @@ class LineListLibrary:
                 else:
                     d_log = self._scatter(d_terms, n_slots=n_el, slot=elem)
                     out[sl, :, 4:] = (flux[..., None] * d_log).numpy()
-        return out
+        if resolution is None and fwhm is None and wavelength is None:
+            return out
+        return self._degrade_jacobian(out, resolution, fwhm, wavelength)
+
+    def _degrade_jacobian(self, jac, resolution, fwhm, wavelength):
+        """Apply `SpectralLibrary.degrade` to every (spectrum, label) column of ``jac``."""
+        n, npix, n_lab = jac.shape
+        rows = np.ascontiguousarray(jac.transpose(0, 2, 1)).reshape(n * n_lab, npix)
+        # The columns are not spectra, but degrade is linear and only needs a label table.
+        carrier = SpectralLibrary(
+            {"teff": np.full(n * n_lab, 5000.0) * u.K},
+            self._wave * u.AA,
+            rows,
+            medium=self.medium,
+        )
+        degraded = carrier.degrade(resolution=resolution, fwhm=fwhm, wavelength=wavelength).flux
+        return np.ascontiguousarray(degraded.reshape(n, n_lab, -1).transpose(0, 2, 1))
 
     # ------------------------------------------------------------------ sampling
     def sample_labels(self, n, *, ranges=None, design="training", seed=0, jitter=0.5):
@@ -1025,14 +1075,26 @@ class LineListLibrary:
             {name: values[:, j] * get_label(name).unit for j, name in enumerate(self._names)}
         )
 
-    def sample(self, n, *, ranges=None, design="training", seed=0, jitter=0.5, chunk_size=None):
+    def sample(
+        self,
+        n,
+        *,
+        ranges=None,
+        design="training",
+        seed=0,
+        jitter=0.5,
+        chunk_size=None,
+        resolution=None,
+        fwhm=None,
+        wavelength=None,
+    ):
         """Draw labels (`sample_labels`) and synthesise their spectra (`generate`).
 
         Parameters
         ----------
         n, ranges, design, seed, jitter
             As in `sample_labels`.
-        chunk_size
+        chunk_size, resolution, fwhm, wavelength
             As in `generate`.
 
         Returns
@@ -1041,7 +1103,9 @@ class LineListLibrary:
             ``meta["sampling"]`` records the design, n, seed and ranges.
         """
         labels = self.sample_labels(n, ranges=ranges, design=design, seed=seed, jitter=jitter)
-        library = self.generate(labels, chunk_size=chunk_size)
+        library = self.generate(
+            labels, chunk_size=chunk_size, resolution=resolution, fwhm=fwhm, wavelength=wavelength
+        )
         library.meta["sampling"] = {
             "design": design,
             "n": int(n),

@@ -178,6 +178,39 @@ def test_jacobian_matches_central_finite_differences(lib):
     np.testing.assert_allclose(jac, full.numpy(), rtol=0, atol=1e-12)
 
 
+def test_degraded_spectra_and_jacobian_at_low_resolution(lib):
+    # a LAMOST-like R = 1800 on a log-lambda grid kept 5 Angstrom inside the window
+    from stellarml.spectra import log_lambda_grid
+
+    grid = log_lambda_grid(6405, 6755, 1.2e-4) * u.AA
+    values = np.vstack([labels(lib, 5000.0, 3.0, 1.5, -0.5, ca_fe=0.3, ti_fe=-0.2)])
+    low = lib.generate(values, dtype=np.float64, resolution=1800, wavelength=grid)
+    assert low.resolution == 1800 and low.npix == grid.size
+    native = lib.generate(values, dtype=np.float64)
+    np.testing.assert_allclose(
+        low.flux, native.degrade(resolution=1800, wavelength=grid).flux, rtol=0, atol=1e-12
+    )
+    jac = lib.jacobian(values, resolution=1800, wavelength=grid)
+    assert jac.shape == (1, grid.size, len(lib.label_names))
+    for name, step in [("teff", 2.0), ("vmicro", 0.002), ("ca_fe", 0.002), ("ti_fe", 0.002)]:
+        k = lib.label_names.index(name)
+        up, down = values.copy(), values.copy()
+        up[0, k] += step
+        down[0, k] -= step
+        fd = (
+            lib.generate(up, dtype=np.float64, resolution=1800, wavelength=grid).flux
+            - lib.generate(down, dtype=np.float64, resolution=1800, wavelength=grid).flux
+        ) / (2 * step)
+        scale = np.abs(jac[:, :, k]).max()
+        np.testing.assert_allclose(jac[:, :, k], fd, atol=1e-5 * scale, err_msg=name)
+    # at R = 1800 the Ca lines still answer: the strongest response is at Ca I 6717.68
+    # (the stronger 6439 and 6462 lines are saturated at 5000 K and respond less)
+    k = lib.label_names.index("ca_fe")
+    peak = grid.to_value(u.AA)[np.argmin(jac[0, :, k])]
+    assert abs(peak - 6717.68) < 1.0
+    assert jac[0, :, k].min() == pytest.approx(-0.01639, abs=1e-4)  # per dex
+
+
 def test_sample_is_reproducible_and_inside_the_box(lib):
     a = lib.sample(8, seed=5)
     b = lib.sample(8, seed=5)
