@@ -12,20 +12,25 @@ What it does
 The base spectrum is a `PolynomialEmulatorLibrary` (e.g. the Doppler cool-star emulator,
 labels Teff, log g, [Fe/H]); it holds the lines of a solar-scaled mixture. On top of it,
 every kept line of a modelled element X (neutral or singly ionised, from a real line list
-such as GALAH DR3) modulates the flux relative to the solar mixture::
+such as GALAH DR3) adds optical depth, and the flux is modulated relative to the solar
+mixture::
 
-    flux = base(teff, logg, fe_h) * prod_lines [1 - (a(labels) - a(ref))]
+    tau(lambda) = sum_lines tau_line * phi_line(lambda)          (per pixel)
+    A = d_max * tau / (1 + tau)
+    flux = base(teff, logg, fe_h) * [1 - (A(labels) - A(ref))]
 
-where ``a`` is a line's pixel absorption (central depth times profile) and ``ref`` are the
-same Teff, log g, [Fe/H] with every [X/Fe] = 0 and the reference microturbulence
-``vmicro_ref``. At the solar mixture and ``vmicro = vmicro_ref`` the library returns the base
-spectrum exactly; raising [X/Fe] deepens X's lines, lowering it makes them shallower. Each
-factor lies between ``1 - d_max`` and ``1 + d_max``, so the flux stays positive and bounded
-where the base has a line that this model makes weaker (a ratio ``(1 - a) / (1 - a_ref)``
-would blow up where this model's reference line is deeper than the base's). Fe lines are
-not modulated: they are in the base spectrum. The base polynomial itself is only as good as
-its training grid: near the edges of the box (e.g. Teff < 3700 K at log g < 0.5) it gives
-unphysical fluxes, even negative ones, which this library inherits.
+where ``phi`` is a line's profile (peak 1) and ``ref`` are the same Teff, log g, [Fe/H] with
+every [X/Fe] = 0 and the reference microturbulence ``vmicro_ref``. At the solar mixture and
+``vmicro = vmicro_ref`` the library returns the base spectrum exactly; raising [X/Fe]
+deepens X's lines, lowering it makes them shallower. Summing the optical depths before
+saturating makes blends and the many hyperfine components of a line (e.g. Eu II 6645 A)
+saturate together, and the factor stays between ``1 - d_max`` and ``1 + d_max``: the flux
+stays positive and bounded where the base has a line that this model makes weaker (a ratio
+``(1 - A) / (1 - A_ref)`` would blow up where this model's reference line is deeper than
+the base's). Fe lines are not modulated: they are in the base spectrum. The base polynomial
+itself is only as good as its training grid: near the edges of the box (e.g. Teff < 3700 K
+at log g < 0.5) it gives unphysical fluxes, even negative ones, which this library
+inherits.
 
 The line model (all logarithms base 10; theta = 5040 K / Teff; energies in eV):
 
@@ -33,14 +38,15 @@ The line model (all logarithms base 10; theta = 5040 K / Teff; energies in eV):
   ``Pe ~ g^(1/3)`` scaling of H^- dominated cool photospheres (Gray 2005, *The Observation
   and Analysis of Stellar Photospheres*, ch. 9), anchored at the solar photosphere's
   ``log Pe ~ 1.2`` near tau = 2/3. It does not depend on Teff or the metallicity.
-- **Saha ionisation** with partition-function ratios taken as 1 (Gray 2005, eq. 1.20):
-  ``log(N_II / N_I) = 2.5 log T - theta chi_ion - log Pe - 0.1762``; only stages I and II,
-  so ``f_I = 1 / (1 + N_II/N_I)`` and ``f_II = 1 - f_I``.
+- **Saha ionisation** (Gray 2005, eq. 1.20):
+  ``log(N_II / N_I) = log(U_II / U_I) + 2.5 log T - theta chi_ion - log Pe - 0.1762``; only
+  stages I and II, so ``f_I = 1 / (1 + N_II/N_I)`` and ``f_II = 1 - f_I``. The partition
+  functions ``U`` are constants, approximate values near 5000 K (`ELEMENT_DATA`).
 - **Continuum opacity**: H^- bound-free, ``log kappa = log Pe + 2.5 log theta + 0.754
   theta`` + const (Gray 2005, eq. 8.12).
 - **Line-centre optical depth** (Boltzmann excitation ``10^(-theta E_low)``)::
 
-      log tau0 = C + log gf + (A_sun(X) - 12 + [X/Fe] + [Fe/H]) + log f_stage
+      log tau0 = C + log gf + (A_sun(X) - 12 + [X/Fe] + [Fe/H]) + log f_stage - log U_stage
                  - theta E_low - log kappa + log(lambda / 5000 A) - log(b / 1 km/s)
 
   with the Doppler parameter ``b = sqrt(2 k T / m_X + vmicro^2)``. The constant ``C`` is set
@@ -48,24 +54,26 @@ The line model (all logarithms base 10; theta = 5040 K / Teff; energies in eV):
   central depth 0.41 it has in the Doppler emulator's solar spectrum.
 - **Broadening and saturation**: the absorption profile is a Gaussian of 1/e half-width
   ``B = sqrt(b^2 + vbroad^2)``, where ``vbroad`` is a fixed extra broadening (macroturbulence
-  and the like, default 5 km/s, which matches the line cores of the base spectrum). Its
-  central depth follows a curve of growth with an effective optical depth diluted by the
-  broadening, ``tau = tau0 b / B``::
+  and the like, default 5 km/s, which matches the line cores of the base spectrum), averaged
+  over each pixel (with ``erf``). Its central optical depth is diluted by the broadening,
+  ``tau_line = tau0 b / B``, so an isolated line has the curve of growth::
 
-      depth = d_max tau / (1 + tau),      d_max = 0.9
+      depth = d_max tau_line / (1 + tau_line),      d_max = 0.9
 
-  so weak lines have ``depth ~ d_max tau`` (their equivalent width is independent of
-  ``vmicro`` and ``vbroad``), while strong lines saturate at ``d_max`` and grow only in width
+  Weak lines have ``depth ~ d_max tau_line`` (their equivalent width is independent of
+  ``vmicro`` and ``vbroad``); strong lines saturate towards ``d_max`` and grow in width
   (microturbulence then raises their equivalent width). Pressure (damping) wings are not
-  modelled. The profile is averaged over each pixel (with ``erf``).
+  modelled; the slow approach of ``tau / (1 + tau)`` to ``d_max`` stands in for them. With
+  ``1 - exp(-tau)`` a strong Gaussian line would be pinned at ``d_max`` and stop answering
+  its abundance, while real strong lines keep growing through their wings.
 
 Solar abundances are Asplund, Grevesse, Sauval & Scott 2009, ARA&A 47, 481 (Table 1,
 photospheric values; meteoritic for none of the elements used here).
 
 Everything is written in torch, so ``d flux / d label`` is exact by automatic
 differentiation (`LineListLibrary.jacobian`). Each line is evaluated only on a window of a
-few widths around it; the per-line contributions to ``log flux`` are added to the pixels with
-a scatter-add.
+few widths around it; the per-line optical depths are added to the pixels with a
+scatter-add.
 """
 
 import math
@@ -89,66 +97,47 @@ __all__ = [
 ]
 
 #: Per element: atomic number, solar photospheric abundance A(X) = log(N_X/N_H) + 12
-#: (Asplund et al. 2009, ARA&A 47, 481, Table 1), first ionisation energy (eV, NIST ASD)
-#: and atomic mass (u).
+#: (Asplund et al. 2009, ARA&A 47, 481, Table 1), first ionisation energy (eV, NIST ASD),
+#: atomic mass (u), and log10 of the partition functions U_I and U_II near 5000 K
+#: (approximate, to ~0.2 dex, after the tabulations in Gray 2005, Appendix D), held
+#: constant with Teff.
 ELEMENT_DATA = {
-    "c": (6, 8.43, 11.260, 12.011),
-    "n": (7, 7.83, 14.534, 14.007),
-    "o": (8, 8.69, 13.618, 15.999),
-    "na": (11, 6.24, 5.139, 22.990),
-    "mg": (12, 7.60, 7.646, 24.305),
-    "al": (13, 6.45, 5.986, 26.982),
-    "si": (14, 7.51, 8.152, 28.085),
-    "k": (19, 5.03, 4.341, 39.098),
-    "ca": (20, 6.34, 6.113, 40.078),
-    "sc": (21, 3.15, 6.561, 44.956),
-    "ti": (22, 4.95, 6.828, 47.867),
-    "v": (23, 3.93, 6.746, 50.942),
-    "cr": (24, 5.64, 6.767, 51.996),
-    "mn": (25, 5.43, 7.434, 54.938),
-    "fe": (26, 7.50, 7.902, 55.845),
-    "co": (27, 4.99, 7.881, 58.933),
-    "ni": (28, 6.22, 7.640, 58.693),
-    "cu": (29, 4.19, 7.726, 63.546),
-    "zn": (30, 4.56, 9.394, 65.38),
-    "sr": (38, 2.87, 5.695, 87.62),
-    "y": (39, 2.21, 6.217, 88.906),
-    "zr": (40, 2.58, 6.634, 91.224),
-    "ba": (56, 2.18, 5.212, 137.327),
-    "la": (57, 1.10, 5.577, 138.905),
-    "ce": (58, 1.58, 5.539, 140.116),
-    "nd": (60, 1.42, 5.525, 144.242),
-    "sm": (62, 0.96, 5.644, 150.36),
-    "eu": (63, 0.52, 5.670, 151.964),
+    "c": (6, 8.43, 11.260, 12.011, 0.97, 0.78),
+    "n": (7, 7.83, 14.534, 14.007, 0.61, 0.95),
+    "o": (8, 8.69, 13.618, 15.999, 0.94, 0.60),
+    "na": (11, 6.24, 5.139, 22.990, 0.31, 0.00),
+    "mg": (12, 7.60, 7.646, 24.305, 0.00, 0.31),
+    "al": (13, 6.45, 5.986, 26.982, 0.77, 0.00),
+    "si": (14, 7.51, 8.152, 28.085, 0.98, 0.76),
+    "k": (19, 5.03, 4.341, 39.098, 0.34, 0.00),
+    "ca": (20, 6.34, 6.113, 40.078, 0.07, 0.34),
+    "sc": (21, 3.15, 6.561, 44.956, 1.08, 1.36),
+    "ti": (22, 4.95, 6.828, 47.867, 1.47, 1.75),
+    "v": (23, 3.93, 6.746, 50.942, 1.64, 1.58),
+    "cr": (24, 5.64, 6.767, 51.996, 0.97, 0.86),
+    "mn": (25, 5.43, 7.434, 54.938, 0.81, 0.89),
+    "fe": (26, 7.50, 7.902, 55.845, 1.43, 1.63),
+    "co": (27, 4.99, 7.881, 58.933, 1.52, 1.46),
+    "ni": (28, 6.22, 7.640, 58.693, 1.47, 1.02),
+    "cu": (29, 4.19, 7.726, 63.546, 0.36, 0.01),
+    "zn": (30, 4.56, 9.394, 65.38, 0.00, 0.30),
+    "sr": (38, 2.87, 5.695, 87.62, 0.10, 0.34),
+    "y": (39, 2.21, 6.217, 88.906, 1.08, 1.18),
+    "zr": (40, 2.58, 6.634, 91.224, 1.53, 1.66),
+    "ba": (56, 2.18, 5.212, 137.327, 0.36, 0.62),
+    "la": (57, 1.10, 5.577, 138.905, 1.41, 1.47),
+    "ce": (58, 1.58, 5.539, 140.116, 2.30, 2.00),
+    "nd": (60, 1.42, 5.525, 144.242, 2.00, 2.00),
+    "sm": (62, 0.96, 5.644, 150.36, 1.60, 1.80),
+    "eu": (63, 0.52, 5.670, 151.964, 0.95, 1.05),
 }
 
-#: Elements modelled by default: each has lines deeper than 1 % somewhere in the default label
-#: box in 4676-7000 Angstrom of the GALAH DR3 line list.
-DEFAULT_ELEMENTS = (
-    "c",
-    "na",
-    "mg",
-    "al",
-    "si",
-    "ca",
-    "sc",
-    "ti",
-    "v",
-    "cr",
-    "mn",
-    "co",
-    "ni",
-    "cu",
-    "zn",
-    "sr",
-    "y",
-    "zr",
-    "ba",
-    "la",
-    "ce",
-    "nd",
-    "eu",
-)
+#: Elements modelled by default: every element of `ELEMENT_DATA` but Fe (27, so 31 labels,
+#: the ~30 of PhDLspec). Each has lines deeper than 1 % at some training point of the base
+#: emulator in 3800-7000 Angstrom of the GALAH DR3 line list (which starts at 4676 Angstrom);
+#: N, O, K and Eu have only a few, weak ones (most of them deeper than 5 % only in F stars
+#: or cool giants), so their labels are barely constrained there.
+DEFAULT_ELEMENTS = tuple(e for e in ELEMENT_DATA if e != "fe")
 
 _C_KMS = 299792.458
 _TWO_K_OVER_AMU = 2 * 1.380649e-23 / 1.66053906660e-27 / 1e6  # (km/s)^2 per K per u
@@ -532,12 +521,14 @@ class LineListLibrary:
         self._line_wl = np.asarray(wl, dtype=np.float64)
         self._line_elem = np.asarray(elem, dtype=np.int64)
         self._line_stage = np.asarray(stage, dtype=np.int64)
-        data = np.array([ELEMENT_DATA[e] for e in self.elements], dtype=np.float64).reshape(-1, 4)
+        data = np.array([ELEMENT_DATA[e] for e in self.elements], dtype=np.float64).reshape(-1, 6)
         self._line_loggf = np.asarray(log_gf, dtype=np.float64)
         self._line_elo = np.asarray(e_lo, dtype=np.float64)
         self._line_asun = data[self._line_elem, 1]
         self._line_chi = data[self._line_elem, 2]
         self._line_mass = data[self._line_elem, 3]
+        self._line_logu = data[self._line_elem, 4 + self._line_stage]  # stage of the line
+        self._line_logu_ratio = data[self._line_elem, 5] - data[self._line_elem, 4]
 
     def _line_tensors(self, torch, dtype):
         f = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
@@ -548,6 +539,8 @@ class LineListLibrary:
             "asun": f(self._line_asun),
             "chi": f(self._line_chi),
             "mass": f(self._line_mass),
+            "logu": f(self._line_logu),
+            "logu_ratio": f(self._line_logu_ratio),
             "ion": torch.as_tensor(self._line_stage == 1),
             "elem": torch.as_tensor(self._line_elem),
         }
@@ -558,7 +551,7 @@ class LineListLibrary:
         theta = 5040.0 / teff
         log_pe = _LOG_PE_SUN + (logg - _LOGG_SUN) / 3.0
         ln_r = _LN10 * (
-            2.5 * torch.log10(teff) - theta * lines["chi"] - log_pe - 0.1762
+            lines["logu_ratio"] + 2.5 * torch.log10(teff) - theta * lines["chi"] - log_pe - 0.1762
         )  # ln(N_II / N_I)
         sp = torch.nn.functional.softplus(ln_r)
         ln_f = torch.where(lines["ion"], ln_r - sp, -sp)
@@ -570,6 +563,7 @@ class LineListLibrary:
             - 12.0
             + x_h
             + ln_f / _LN10
+            - lines["logu"]
             - theta * lines["elo"]
             - log_kappa
             + torch.log10(lines["wl"] / 5000.0)
@@ -586,6 +580,8 @@ class LineListLibrary:
             "asun": torch.tensor([ELEMENT_DATA["fe"][1]], dtype=dt),
             "chi": torch.tensor([ELEMENT_DATA["fe"][2]], dtype=dt),
             "mass": torch.tensor([ELEMENT_DATA["fe"][3]], dtype=dt),
+            "logu": torch.tensor([ELEMENT_DATA["fe"][4]], dtype=dt),
+            "logu_ratio": torch.tensor([ELEMENT_DATA["fe"][5] - ELEMENT_DATA["fe"][4]], dtype=dt),
             "ion": torch.tensor([False]),
         }
         teff, logg, vmicro, feh = (torch.tensor([[v]], dtype=dt) for v in _SUN)
@@ -734,11 +730,16 @@ class LineListLibrary:
                 f"values must have {len(self._names)} columns ({self._names}), "
                 f"got shape {tuple(values.shape)}"
             )
-        base, terms = self._parts(values)
-        return base * torch.exp(self._scatter(terms))
+        base, tau, tau_ref = self._parts(values)
+        return base * self._modulation(self._scatter(tau), self._scatter(tau_ref), torch)
+
+    def _modulation(self, tau, tau_ref, torch):
+        """``1 - (A - A_ref)`` with ``A = d_max tau / (1 + tau)`` per pixel."""
+        return 1.0 + self.d_max * (1.0 / (1.0 + tau) - 1.0 / (1.0 + tau_ref))
 
     def _parts(self, values):
-        """Base flux (n, npix) and per-line log factors (n, n_lines, W) on the line windows."""
+        """Base flux (n, npix) and the per-line optical depths (n, n_lines, W) on the line
+        windows, at the labels and at the reference (solar mixture, ``vmicro_ref``)."""
         import torch
 
         dtype = values.dtype
@@ -752,19 +753,17 @@ class LineListLibrary:
         )
         offset = torch.as_tensor(self._offset, dtype=dtype)
         pixstep = torch.as_tensor(self._pixstep, dtype=dtype)
+        valid = self._valid.to(dtype)
         wl = lines["wl"]
 
-        def absorption(tau, width):
-            depth = self.d_max * tau / (1.0 + tau)  # (n, n_lines)
+        def optical_depth(tau, width):
             sigma = (wl * width / _C_KMS)[..., None]  # (n, n_lines, 1) Angstrom
             hi = (offset + 0.5 * pixstep) / sigma
             lo = (offset - 0.5 * pixstep) / sigma
             profile = (0.5 * math.sqrt(math.pi)) * sigma / pixstep * (torch.erf(hi) - torch.erf(lo))
-            return depth[..., None] * profile
+            return tau[..., None] * profile * valid
 
-        # 1 - (a - a_ref) lies in (1 - d_max, 1 + d_max): always positive.
-        terms = torch.log1p(absorption(tau_ref, width_ref) - absorption(tau, width))
-        return base, terms * self._valid.to(dtype)
+        return base, optical_depth(tau, width), optical_depth(tau_ref, width_ref)
 
     def _scatter(self, terms, n_slots=1, slot=None):
         """Sum per-line window terms (n, n_lines, W) onto the pixels: (n, npix) or, with
@@ -900,7 +899,9 @@ class LineListLibrary:
         Returns
         -------
         depth : ndarray, shape (n, n_lines)
-            ``d_max tau / (1 + tau)`` (dimensionless, 0..d_max) for the rows of `lines`.
+            ``d_max tau_line / (1 + tau_line)`` (dimensionless, 0..d_max) for the rows of
+            `lines`:
+            the depth each line would have alone.
         """
         import torch
 
@@ -961,9 +962,11 @@ class LineListLibrary:
             # label and one moving every [X/Fe] at once, whose per-line derivatives are then
             # summed into each element's own column.
             with torch.no_grad():
-                base, terms = self._parts(x)
-                trans = torch.exp(self._scatter(terms))
-                flux = base * trans
+                base, tau, tau_ref = self._parts(x)
+                tau, tau_ref = self._scatter(tau), self._scatter(tau_ref)
+                modulation = self._modulation(tau, tau_ref, torch)
+                # d modulation = d_max (-d tau / (1 + tau)^2 + d tau_ref / (1 + tau_ref)^2)
+                g, g_ref = -self.d_max / (1.0 + tau) ** 2, self.d_max / (1.0 + tau_ref) ** 2
             for k in range(5):
                 tangent = torch.zeros_like(x)
                 if k < 4:
@@ -978,12 +981,13 @@ class LineListLibrary:
                         message=r"`torch.jit.script` is deprecated",
                         category=DeprecationWarning,
                     )
-                    _, (d_base, d_terms) = jvp(self._parts, (x,), (tangent,))
+                    _, (d_base, d_tau, d_tau_ref) = jvp(self._parts, (x,), (tangent,))
                 if k < 4:
-                    out[sl, :, k] = (d_base * trans + flux * self._scatter(d_terms)).numpy()
-                else:
-                    d_log = self._scatter(d_terms, n_slots=n_el, slot=elem)
-                    out[sl, :, 4:] = (flux[..., None] * d_log).numpy()
+                    d_mod = g * self._scatter(d_tau) + g_ref * self._scatter(d_tau_ref)
+                    out[sl, :, k] = (d_base * modulation + base * d_mod).numpy()
+                else:  # the reference does not depend on [X/Fe]
+                    d_tau = self._scatter(d_tau, n_slots=n_el, slot=elem)
+                    out[sl, :, 4:] = ((base * g)[..., None] * d_tau).numpy()
         if resolution is None and fwhm is None and wavelength is None:
             return out
         return self._degrade_jacobian(out, resolution, fwhm, wavelength)
