@@ -325,7 +325,7 @@ class LineListLibrary:
         Box of the microturbulence in km/s (default 0.5..3.0).
     vmicro_ref : float, optional
         Microturbulence (km/s) taken for the base spectrum (default 1.0; the Doppler grid does
-        not record its own).
+        not record its own); must lie in ``vmicro_range``.
     vbroad : float, optional
         Fixed extra Gaussian broadening (1/e half-width, km/s) of every line (default 5.0).
     depth_threshold : float, optional
@@ -400,6 +400,11 @@ class LineListLibrary:
         for name, value in (("vmicro_ref", vmicro_ref), ("vbroad", vbroad)):
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0 km/s, got {value}")
+        if not vmicro_range[0] <= vmicro_ref <= vmicro_range[1]:
+            raise ValueError(
+                f"vmicro_ref {vmicro_ref} km/s must lie in vmicro_range {tuple(vmicro_range)}, "
+                "so that the base spectrum is inside the box"
+            )
         if not 0 < d_max < 1:
             raise ValueError(f"d_max must be in (0, 1), got {d_max}")
         if not depth_threshold > 0:
@@ -445,9 +450,7 @@ class LineListLibrary:
             & (ll.wavelength <= self._wave[-1] + margin)
         )
         elem = np.array([z_of[z] for z in ll.atomic_number[sel]], dtype=np.int64)
-        self._set_lines(
-            ll.wavelength[sel], ll.log_gf[sel], ll.e_lo[sel], elem, ll.ion[sel] - 1, torch
-        )
+        self._set_lines(ll.wavelength[sel], ll.log_gf[sel], ll.e_lo[sel], elem, ll.ion[sel] - 1)
         self._calibrate(torch)
         # --- keep the lines deeper than the threshold somewhere in the box
         depth_max = self._max_depth_in_box(torch)
@@ -458,7 +461,6 @@ class LineListLibrary:
             ll.e_lo[sel][keep],
             elem[keep],
             ll.ion[sel][keep] - 1,
-            torch,
         )
         counts = np.bincount(self._line_elem, minlength=len(elements))
         empty = [e for e, c in zip(elements, counts, strict=True) if c == 0]
@@ -517,7 +519,8 @@ class LineListLibrary:
         return cls(base, read_galah_linelist(linelist_path), wavelength_range, **kwargs)
 
     # ------------------------------------------------------------------ setup helpers
-    def _set_lines(self, wl, log_gf, e_lo, elem, stage, torch):
+    def _set_lines(self, wl, log_gf, e_lo, elem, stage):
+        self._tensor_cache = {}
         self._line_wl = np.asarray(wl, dtype=np.float64)
         self._line_elem = np.asarray(elem, dtype=np.int64)
         self._line_stage = np.asarray(stage, dtype=np.int64)
@@ -531,8 +534,11 @@ class LineListLibrary:
         self._line_logu_ratio = data[self._line_elem, 5] - data[self._line_elem, 4]
 
     def _line_tensors(self, torch, dtype):
+        """Per-line constants as tensors of ``dtype`` (cached)."""
+        if dtype in self._tensor_cache:
+            return self._tensor_cache[dtype]
         f = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-        return {
+        self._tensor_cache[dtype] = {
             "wl": f(self._line_wl),
             "loggf": f(self._line_loggf),
             "elo": f(self._line_elo),
@@ -544,6 +550,7 @@ class LineListLibrary:
             "ion": torch.as_tensor(self._line_stage == 1),
             "elem": torch.as_tensor(self._line_elem),
         }
+        return self._tensor_cache[dtype]
 
     @staticmethod
     def _log_tau0_raw(lines, teff, logg, vmicro, x_h, torch):

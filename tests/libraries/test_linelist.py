@@ -245,6 +245,8 @@ def test_bad_inputs_are_rejected(lib, base, linelist):
         LineListLibrary(base, linelist, WINDOW)
     with pytest.raises(ValueError, match="unbroadened"):
         LineListLibrary(base.degrade(resolution=5000, wavelength_range=WINDOW), linelist, WINDOW)
+    with pytest.raises(ValueError, match="vmicro_ref 5.0 km/s must lie in vmicro_range"):
+        LineListLibrary(base, linelist, WINDOW, elements=ELEMENTS, vmicro_ref=5.0)
     with pytest.raises(ValueError, match="30 columns"):
         lib.flux_tensor(torch.zeros((2, 3)))
     with pytest.raises(TypeError, match="float32 or float64"):
