@@ -27,7 +27,10 @@ saturating makes blends and the many hyperfine components of a line (e.g. Eu II 
 saturate together, and the factor stays between ``1 - d_max`` and ``1 + d_max``: the flux
 stays positive and bounded where the base has a line that this model makes weaker (a ratio
 ``(1 - A) / (1 - A_ref)`` would blow up where this model's reference line is deeper than
-the base's). Fe lines are not modulated: they are in the base spectrum. The base polynomial
+the base's). Where this model's reference line is deeper than the base's line, lowering
+[X/Fe] can still lift the flux above the base, even above 1 (e.g. Eu II 6645 A in hot
+stars); nothing is clipped, to keep the generator smooth. Fe lines are not modulated: they
+are in the base spectrum. The base polynomial
 itself is only as good as its training grid: near the edges of the box (e.g. Teff < 3700 K
 at log g < 0.5) it gives unphysical fluxes, even negative ones, which this library
 inherits.
@@ -296,13 +299,14 @@ def read_galah_linelist(path):
 class LineListLibrary:
     """Generator of many-label synthetic libraries: polynomial base spectrum x element lines.
 
-    **An approximation for development and testing of methods** (see the module docstring
-    for the physics and its limits): real work uses real synthetic grids (Kurucz/MARCS
-    atmospheres and a real synthesis code). At the solar mixture (every [X/Fe] = 0) and
-    ``vmicro = vmicro_ref`` it returns the base spectrum exactly; each [X/Fe] label deepens
-    or weakens the lines of its element from the line list with Boltzmann-Saha line
-    strengths and curve-of-growth saturation. Written in torch, so the Jacobian
-    ``d flux / d label`` is exact (`jacobian`).
+    **An approximation for development and testing of methods** (the physics and its
+    limits are in the docstring of `stellarml.libraries.linelist` and in the "many-label
+    line-list library" section of the libraries documentation): real work uses real
+    synthetic grids (Kurucz/MARCS atmospheres and a real synthesis code). At the solar
+    mixture (every [X/Fe] = 0) and ``vmicro = vmicro_ref`` it returns the base spectrum
+    exactly; each [X/Fe] label deepens or weakens the lines of its element from the line
+    list with Boltzmann-Saha line strengths and curve-of-growth saturation. Written in
+    torch, so the Jacobian ``d flux / d label`` is exact (`jacobian`).
 
     Labels, in this order: ``teff`` (K), ``logg`` (dex), ``vmicro`` (km/s), ``fe_h`` (dex),
     then ``<x>_fe`` (dex) for each element.
