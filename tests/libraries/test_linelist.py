@@ -195,6 +195,19 @@ def test_jacobian_matches_central_finite_differences(lib):
     np.testing.assert_allclose(jac, full.numpy(), rtol=0, atol=1e-12)
 
 
+def test_jacobian_chunks_and_float32(lib):
+    values = lib.sample_labels(3, seed=4)
+    jac = lib.jacobian(values)
+    np.testing.assert_allclose(lib.jacobian(values, chunk_size=1), jac, rtol=0, atol=1e-13)
+    jac32 = lib.jacobian(values, dtype=np.float32)
+    assert jac32.dtype == np.float32
+    scale = np.abs(jac).max(axis=(0, 1))
+    assert np.all(np.abs(jac32 - jac).max(axis=(0, 1)) < 1e-3 * scale)
+    flux32 = lib.generate(values).flux
+    assert flux32.dtype == np.float32
+    np.testing.assert_allclose(flux32, lib.generate(values, dtype=np.float64).flux, atol=2e-5)
+
+
 def test_degraded_spectra_and_jacobian_at_low_resolution(lib):
     # a LAMOST-like R = 1800 on a log-lambda grid kept 5 Angstrom inside the window
     from stellarml.spectra import log_lambda_grid
