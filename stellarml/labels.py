@@ -67,6 +67,38 @@ class LabelSpec:
 
 LABELS = {}
 
+#: (symbol, element name, physical range in dex) of the registered [X/Fe] labels besides
+#: ``mg_fe``: +-2 dex, wider for carbon (carbon-enhanced metal-poor stars reach [C/Fe] ~ +4)
+#: and the neutron-capture elements (r/s-process-enhanced stars reach ~ +2.5).
+_ELEMENT_RATIOS = (
+    ("C", "Carbon", (-2.0, 4.0)),
+    ("N", "Nitrogen", (-2.0, 3.0)),
+    ("O", "Oxygen", (-2.0, 2.0)),
+    ("Na", "Sodium", (-2.0, 2.0)),
+    ("Al", "Aluminium", (-2.0, 2.0)),
+    ("Si", "Silicon", (-2.0, 2.0)),
+    ("K", "Potassium", (-2.0, 2.0)),
+    ("Ca", "Calcium", (-2.0, 2.0)),
+    ("Sc", "Scandium", (-2.0, 2.0)),
+    ("Ti", "Titanium", (-2.0, 2.0)),
+    ("V", "Vanadium", (-2.0, 2.0)),
+    ("Cr", "Chromium", (-2.0, 2.0)),
+    ("Mn", "Manganese", (-2.0, 2.0)),
+    ("Co", "Cobalt", (-2.0, 2.0)),
+    ("Ni", "Nickel", (-2.0, 2.0)),
+    ("Cu", "Copper", (-2.0, 2.0)),
+    ("Zn", "Zinc", (-2.0, 2.0)),
+    ("Sr", "Strontium", (-2.0, 3.0)),
+    ("Y", "Yttrium", (-2.0, 3.0)),
+    ("Zr", "Zirconium", (-2.0, 3.0)),
+    ("Ba", "Barium", (-2.0, 3.0)),
+    ("La", "Lanthanum", (-2.0, 3.0)),
+    ("Ce", "Cerium", (-2.0, 3.0)),
+    ("Nd", "Neodymium", (-2.0, 3.0)),
+    ("Sm", "Samarium", (-2.0, 3.0)),
+    ("Eu", "Europium", (-2.0, 3.0)),
+)
+
 
 def register_label(spec):
     """Add a `LabelSpec` to the registry (overwriting one with the same name)."""
@@ -91,6 +123,15 @@ for _spec in (
     LabelSpec("m_h", u.dex, "phys.abund.Z", "Overall metallicity [M/H]", (-5.0, 1.5)),
     LabelSpec("alpha_fe", u.dex, "phys.abund", "Alpha-element enhancement [alpha/Fe]", (-1.0, 1.5)),
     LabelSpec("mg_fe", u.dex, "phys.abund.Mg", "Magnesium abundance [Mg/Fe]", (-2.0, 2.0)),
+    # Element-to-iron ratios [X/Fe] (used e.g. by `stellarml.libraries.LineListLibrary`).
+    # "phys.abund.X" is the UCD1+ word for the abundance of a named element; the element is
+    # in the description ("phys.abund.Ca" and the like are not in the controlled vocabulary).
+    *(
+        LabelSpec(
+            f"{symbol.lower()}_fe", u.dex, "phys.abund.X", f"{name} abundance [{symbol}/Fe]", rng
+        )
+        for symbol, name, rng in _ELEMENT_RATIOS
+    ),
     LabelSpec(
         "vsini",
         u.km / u.s,

@@ -333,13 +333,14 @@ def test_bad_inputs_are_rejected():
         model.fit_prepared(flux, None, labels[:, :2], noiseless=True)
     with pytest.raises(ValueError, match="unknown architecture settings"):
         RemapModel(architecture={"depth": 3}).get_config()
-    register_label(LabelSpec("c_fe", u.dex, "phys.abund", "[C/Fe]", (-2.0, 2.0)))
+    # tc_fe: a label registered only here (c_fe and the like are in the registry)
+    register_label(LabelSpec("tc_fe", u.dex, "phys.abund.X", "[Tc/Fe]", (-2.0, 2.0)))
     try:
-        with pytest.raises(ValueError, match="no default bins for label 'c_fe'"):
-            RemapModel(labels=("teff", "c_fe")).label_bins()
-        assert RemapModel(labels=("c_fe",), bins={"c_fe": (-1, 1, 0.1)}).label_bins()
+        with pytest.raises(ValueError, match="no default bins for label 'tc_fe'"):
+            RemapModel(labels=("teff", "tc_fe")).label_bins()
+        assert RemapModel(labels=("tc_fe",), bins={"tc_fe": (-1, 1, 0.1)}).label_bins()
     finally:
-        del LABELS["c_fe"]
+        del LABELS["tc_fe"]
     with pytest.raises(KeyError, match="unknown label"):
         RemapModel(labels=("teff", "xyz")).label_bins()
     with pytest.raises(ValueError, match="preparation"):
