@@ -27,7 +27,7 @@ domain read spectra identically. Paths may use ``{data_dir}``.
     training list, only), ``directory``, ``noise_floor`` (a standard
     deviation in normalised flux added in quadrature to each star's DER_SNR
     noise estimate in the training weights, so that no star dominates),
-    ``exclude_ids``.
+    ``ids`` / ``exclude_ids`` (MILES ids to restrict to / leave out).
 ``[gradient_prior]`` (optional; absent or ``weight = 0``: no prior)
     ``emulator`` (a polynomial library npz, as ``[pretrain]`` of REMAP),
     ``n_points`` reference points drawn with ``design`` (``"training"``: near
@@ -171,7 +171,9 @@ def training_stars(cfg, preparation, *, exclude_ids=None, overrides=None, overri
 
     lib_cfg = cfg["library"]
     labels = _labels(cfg)
-    library = ObservedLibrary.from_miles(lib_cfg.get("directory"), require=labels)
+    library = ObservedLibrary.from_miles(
+        lib_cfg.get("directory"), require=labels, ids=lib_cfg.get("ids")
+    )
     excluded = {str(i).zfill(4) for i in [*lib_cfg.get("exclude_ids", []), *(exclude_ids or [])]}
     if excluded:
         library = library[~np.isin(np.asarray(library.labels["id"]), sorted(excluded))]
@@ -246,7 +248,13 @@ def gradient_prior(cfg, preparation):
     )
     lo, hi = _box(cfg)
     names = _labels(cfg)
-    ranges = {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi, strict=True)}
+    # reference points where both the box and the library are: the library
+    # gives no physics beyond its own training range
+    own = degraded.label_ranges
+    ranges = {
+        n: (max(float(a), own[n][0]), min(float(b), own[n][1]))
+        for n, a, b in zip(names, lo, hi, strict=True)
+    }
     design = g.get("design", "training")
     points = degraded.sample_labels(
         int(g.get("n_points", 400)), ranges=ranges, design=design, seed=int(g.get("seed", 0))
