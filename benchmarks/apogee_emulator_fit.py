@@ -107,7 +107,7 @@ def main(argv=None):
                     fitter = GradientFitter(n_starts=3)
                 t = time.perf_counter()
                 fitter(emu, spectra, iv)
-                rates.append(round(n / (time.perf_counter() - t), 2))
+                rates.append(round(n / (time.perf_counter() - t), 4))
             speed[f"{name} batch {n}"] = rates
             print(f"{name} batch {n}: {rates} fits/s")
     report(
