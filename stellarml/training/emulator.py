@@ -329,6 +329,22 @@ def _weights(weights, n, npix, name="weights"):
     return torch.from_numpy((w / w.mean()).astype(np.float32))
 
 
+def _from_library(emulator, library, flux, weights):
+    """(labels, flux, weights) of a `SpectralLibrary` on the emulator's grid."""
+    if flux is not None:
+        raise ValueError("with a SpectralLibrary as labels, flux must be None")
+    wave = np.asarray(library.wavelength.to_value("Angstrom"), dtype=np.float64)
+    if wave.shape != emulator.wavelength.shape or not np.allclose(
+        wave, emulator.wavelength, rtol=1e-9, atol=0
+    ):
+        raise ValueError(
+            f"the library's grid ({wave.size} px) is not the emulator's ({emulator.n_pixels} px)"
+        )
+    if weights is None and library.ivar is not None:
+        weights = library.ivar
+    return library.label_array(emulator.label_names), library.flux, weights
+
+
 def _validation_set(emulator, validation, npix, n_labels):
     if validation is None:
         return None
@@ -410,15 +426,17 @@ def train_emulator(
     emulator : `~stellarml.models.emulator.SpectrumEmulator`
         With trainable parameters (e.g. `~stellarml.models.emulator.MLPEmulator`,
         `~stellarml.models.emulator.TransformerEmulator`).
-    labels : array-like
+    labels : array-like or `~stellarml.libraries.SpectralLibrary`
         ``(n, L)`` training labels in physical units (K, dex, km/s), in
-        ``emulator.label_names`` order.
+        ``emulator.label_names`` order; or a library on the emulator's grid
+        (its labels, flux and, unless ``weights`` is given, its ``ivar``;
+        then ``flux`` must be None).
     flux : array-like
         ``(n, npix)`` normalised training flux on ``emulator.wavelength``.
     weights : array-like, optional
         ``(npix,)`` or ``(n, npix)`` pixel weights, e.g. the library's
         inverse variance (any scale: they are normalised to a mean of 1);
-        default 1.
+        default 1 (or the library's ``ivar``).
     reference_labels : array-like, optional
         ``(m, L)`` physical labels of the reference differential spectra.
     reference_jacobians : array-like, optional
@@ -487,6 +505,8 @@ def train_emulator(
     if not (np.isfinite(gradient_weight) and gradient_weight >= 0):
         raise ValueError(f"gradient_weight must be finite and >= 0, got {gradient_weight!r}")
     npix, n_labels = emulator.n_pixels, emulator.n_labels
+    if hasattr(labels, "label_array") and hasattr(labels, "flux"):  # a SpectralLibrary
+        labels, flux, weights = _from_library(emulator, labels, flux, weights)
     lab = _tensor(labels, "labels")
     if lab.ndim != 2 or lab.shape[1] != n_labels:
         raise ValueError(f"labels must be (n, {n_labels}), got {tuple(lab.shape)}")

@@ -199,6 +199,27 @@ def test_training_is_deterministic_and_zero_weight_pixels_are_ignored(problem):
     assert ha["loss"][-1] < ha["loss"][0]
 
 
+def test_a_library_with_ivar_trains_like_its_arrays(problem):
+    deg, names, grid = problem["library"], problem["names"], problem["grid"]
+    table = deg.sample_labels(32, ranges=dict(zip(names, zip(LO, HI, strict=True), strict=True)))
+    library = deg.generate(table).add_noise(100.0, seed=3)
+    assert library.ivar is not None
+    histories = []
+    for args in (
+        (library, None),
+        (library.label_array(names), library.flux),
+    ):
+        torch.manual_seed(4)
+        emu = MLPEmulator(names, LO, HI, grid, hidden=(8,))
+        weights = None if args[1] is None else library.ivar
+        histories.append(train_emulator(emu, *args, weights=weights, epochs=3, batch_size=8))
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-6)
+    with pytest.raises(ValueError, match="flux must be None"):
+        train_emulator(emu, library, library.flux, epochs=1)
+    with pytest.raises(ValueError, match="not the emulator's"):
+        train_emulator(MLPEmulator(names, LO, HI, grid[:-1], hidden=(4,)), library, None)
+
+
 @pytest.fixture(scope="module")
 def architectures(problem):
     """The same problem trained with the MLP and the transformer for 100 epochs (seed 0)."""
