@@ -322,35 +322,7 @@ class PolynomialEmulatorLibrary:
 
     def _label_values(self, labels, extrapolate):
         """(n, k) label array in emulator order, and the validated label table."""
-        if isinstance(labels, np.ndarray | list | tuple) and not (
-            isinstance(labels, np.ndarray) and labels.dtype.names is not None
-        ):
-            arr = np.asarray(labels, dtype=float)
-            if arr.ndim == 1 and arr.size == len(self._names):
-                arr = arr[None, :]
-            table = _as_label_table(arr, assign_units=True, label_names=self._names)
-        else:
-            table = _as_label_table(labels, assign_units=True)
-        extra = [name for name in table.colnames if name in LABELS and name not in self._names]
-        missing = [name for name in self._names if name not in table.colnames]
-        if missing:
-            raise ValueError(f"labels lack {missing}; the emulator needs {self._names}")
-        if extra:
-            raise ValueError(f"the emulator does not model labels {extra} (it has {self._names})")
-        values = np.column_stack(
-            [table[name].to_value(get_label(name).unit) for name in self._names]
-        )
-        if not extrapolate:
-            for j, (name, (lo, hi)) in enumerate(self.label_ranges.items()):
-                out = (values[:, j] < lo) | (values[:, j] > hi)
-                if out.any():
-                    i = int(np.flatnonzero(out)[0])
-                    raise ValueError(
-                        f"{int(out.sum())} spectra have {name} outside the emulator's training "
-                        f"range {lo:g}..{hi:g} (first: row {i}, {values[i, j]:g}); "
-                        "pass extrapolate=True to evaluate anyway"
-                    )
-        return values, table
+        return label_values(labels, self._names, self.label_ranges, "emulator", extrapolate)
 
     def design_matrix(self, labels):
         """Polynomial terms of the scaled labels.
@@ -691,3 +663,61 @@ def _range_angstrom(wavelength_range):
     if values.shape != (2,) or not np.all(np.isfinite(values)) or values[0] >= values[1]:
         raise ValueError(f"wavelength_range must be (lo, hi) with lo < hi, got {wavelength_range}")
     return float(values[0]), float(values[1])
+
+
+def label_values(labels, names, ranges, what, extrapolate=False):
+    """Labels as an ``(n, L)`` float64 array in ``names`` order, checked; and their table.
+
+    Shared by the library generators (`PolynomialEmulatorLibrary`,
+    `~stellarml.libraries.LineListLibrary`).
+
+    Parameters
+    ----------
+    labels : `~astropy.table.Table`, dict or array-like
+        A table or mapping with one column per label (Quantities or registry
+        units), or an ``(n, L)`` / ``(L,)`` array in ``names`` order.
+    names : sequence of str
+        The generator's labels.
+    ranges : dict
+        ``{name: (lo, hi)}`` the generator's box, registry units.
+    what : str
+        What the generator is, for the messages ("emulator", "library").
+    extrapolate : bool, optional
+        Allow labels outside ``ranges``.
+
+    Raises
+    ------
+    ValueError
+        For missing or unmodelled labels, and, unless ``extrapolate``, labels
+        outside the box (the message names the first offending row).
+    """
+    names = list(names)
+    if isinstance(labels, np.ndarray | list | tuple) and not (
+        isinstance(labels, np.ndarray) and labels.dtype.names is not None
+    ):
+        arr = np.asarray(labels, dtype=float)
+        if arr.ndim == 1 and arr.size == len(names):
+            arr = arr[None, :]
+        table = _as_label_table(arr, assign_units=True, label_names=names)
+    else:
+        table = _as_label_table(labels, assign_units=True)
+    extra = [name for name in table.colnames if name in LABELS and name not in names]
+    missing = [name for name in names if name not in table.colnames]
+    if missing:
+        raise ValueError(f"labels lack {missing}; the {what} needs {names}")
+    if extra:
+        raise ValueError(f"the {what} does not model labels {extra} (it has {names})")
+    values = np.column_stack([table[name].to_value(get_label(name).unit) for name in names])
+    if not extrapolate:
+        for j, name in enumerate(names):
+            lo, hi = ranges[name]
+            out = (values[:, j] < lo) | (values[:, j] > hi)
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                box = "training range" if what == "emulator" else "box"
+                raise ValueError(
+                    f"{int(out.sum())} spectra have {name} outside the {what}'s {box} "
+                    f"{lo:g}..{hi:g} (first: row {i}, {values[i, j]:g}); "
+                    "pass extrapolate=True to evaluate anyway"
+                )
+    return values, table

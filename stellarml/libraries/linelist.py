@@ -87,9 +87,9 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
-from ..labels import LABELS, get_label
-from .base import SpectralLibrary, _as_label_table, _chunks
-from .emulated import DESIGNS, PolynomialEmulatorLibrary, file_sha256
+from ..labels import get_label
+from .base import SpectralLibrary, _chunks
+from .emulated import DESIGNS, PolynomialEmulatorLibrary, file_sha256, label_values
 
 __all__ = [
     "DEFAULT_ELEMENTS",
@@ -688,34 +688,7 @@ class LineListLibrary:
     # ------------------------------------------------------------------ labels
     def _label_values(self, labels, extrapolate=False):
         """(n, L) float64 label array in `label_names` order, and the validated table."""
-        if isinstance(labels, np.ndarray | list | tuple) and not (
-            isinstance(labels, np.ndarray) and labels.dtype.names is not None
-        ):
-            arr = np.asarray(labels, dtype=float)
-            if arr.ndim == 1 and arr.size == len(self._names):
-                arr = arr[None, :]
-            table = _as_label_table(arr, assign_units=True, label_names=self._names)
-        else:
-            table = _as_label_table(labels, assign_units=True)
-        missing = [n for n in self._names if n not in table.colnames]
-        extra = [n for n in table.colnames if n in LABELS and n not in self._names]
-        if missing:
-            raise ValueError(f"labels lack {missing}; the library needs {self._names}")
-        if extra:
-            raise ValueError(f"the library does not model labels {extra} (it has {self._names})")
-        values = np.column_stack([table[n].to_value(get_label(n).unit) for n in self._names])
-        if not extrapolate:
-            for j, name in enumerate(self._names):
-                lo, hi = self._box[name]
-                out = (values[:, j] < lo) | (values[:, j] > hi)
-                if out.any():
-                    i = int(np.flatnonzero(out)[0])
-                    raise ValueError(
-                        f"{int(out.sum())} spectra have {name} outside the library's box "
-                        f"{lo:g}..{hi:g} (first: row {i}, {values[i, j]:g}); "
-                        "pass extrapolate=True to evaluate anyway"
-                    )
-        return values, table
+        return label_values(labels, self._names, self._box, "library", extrapolate)
 
     # ------------------------------------------------------------------ evaluation
     def flux_tensor(self, values):

@@ -34,6 +34,7 @@ from ..labels import get_label
 __all__ = [
     "build_calibration",
     "check_calibration_config",
+    "check_tables",
     "cross_fit",
     "load_reference",
     "override_labels",
@@ -51,6 +52,20 @@ _KNOWN = {
     "width",
     "trend",
 }
+
+
+def check_tables(cfg, required):
+    """Raise `ValueError` naming the first table or key of ``required`` that ``cfg`` lacks.
+
+    ``required`` maps table names to the keys each must have (the recipes'
+    ``_REQUIRED``).
+    """
+    for section, keys in required.items():
+        if section not in cfg:
+            raise ValueError(f"training configuration lacks the [{section}] table")
+        missing = [k for k in keys if k not in cfg[section]]
+        if missing:
+            raise ValueError(f"[{section}] lacks {', '.join(missing)}")
 
 
 def check_calibration_config(cfg):

@@ -24,6 +24,7 @@ REMAP model of one domain read spectra identically. Paths may use
 import numpy as np
 
 from ..io.asdf.model_io import write_model
+from .calibration import check_tables
 from .remap import build_preparation, build_pretrain_library
 
 __all__ = ["build_adapt_library", "build_model", "check_config", "train"]
@@ -37,12 +38,7 @@ _REQUIRED = {
 
 def check_config(cfg):
     """Raise `ValueError` naming what a DTL configuration lacks or gets wrong."""
-    for section, keys in _REQUIRED.items():
-        if section not in cfg:
-            raise ValueError(f"training configuration lacks the [{section}] table")
-        missing = [k for k in keys if k not in cfg[section]]
-        if missing:
-            raise ValueError(f"[{section}] lacks {', '.join(missing)}")
+    check_tables(cfg, _REQUIRED)
     a = cfg.get("adapt")
     if a is not None and a.get("library", "miles") != "miles":
         raise ValueError(f"unsupported adaptation library {a.get('library')!r}; use 'miles'")

@@ -55,6 +55,7 @@ from ..io.asdf.model_io import write_model
 from .calibration import (
     build_calibration,
     check_calibration_config,
+    check_tables,
     cross_fit,
     load_reference,
     override_labels,
@@ -86,12 +87,7 @@ def check_config(cfg):
     from ..fitting import FITTERS
     from ..models.emulator import EMULATORS
 
-    for section, keys in _REQUIRED.items():
-        if section not in cfg:
-            raise ValueError(f"training configuration lacks the [{section}] table")
-        missing = [k for k in keys if k not in cfg[section]]
-        if missing:
-            raise ValueError(f"[{section}] lacks {', '.join(missing)}")
+    check_tables(cfg, _REQUIRED)
     m = cfg["model"]
     labels = tuple(m.get("labels", ("teff", "logg", "fe_h")))
     box = m["box"]

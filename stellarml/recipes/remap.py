@@ -49,6 +49,7 @@ from ..io.asdf.model_io import write_model
 from .calibration import (
     build_calibration,
     check_calibration_config,
+    check_tables,
     cross_fit,
     load_reference,
     override_labels,
@@ -84,12 +85,7 @@ _REQUIRED = {
 
 def check_config(cfg):
     """Raise `ValueError` naming what a REMAP configuration lacks or gets wrong."""
-    for section, keys in _REQUIRED.items():
-        if section not in cfg:
-            raise ValueError(f"training configuration lacks the [{section}] table")
-        missing = [k for k in keys if k not in cfg[section]]
-        if missing:
-            raise ValueError(f"[{section}] lacks {', '.join(missing)}")
+    check_tables(cfg, _REQUIRED)
     prep = cfg["preparation"]
     if "windows_from" in prep:  # read when the grid is built ({data_dir} is expanded then)
         files = prep["windows_from"]
