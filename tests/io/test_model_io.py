@@ -262,7 +262,8 @@ def test_unsupported_tag_version(model_file, tmp_path):
         read_model(path)
     message = str(info.value)
     assert (
-        "supported: dtl_model-1.0.0, label_calibration-1.0.0, label_spec-1.0.0, "
+        "supported: dtl_model-1.0.0, emulator_model-1.0.0, label_calibration-1.0.0, "
+        "label_spec-1.0.0, "
         "preparation_settings-1.0.0, "
         "remap_ensemble-1.0.0, remap_ensemble-1.1.0, remap_model-1.0.0, remap_model-1.1.0"
         in message
