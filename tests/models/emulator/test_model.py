@@ -137,3 +137,9 @@ def test_asdf_round_trip(apogee, tmp_path):
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (4, 2)).astype(np.float32)
     with torch.no_grad():
         np.testing.assert_array_equal(again(torch.tensor(x)).numpy(), mlp(torch.tensor(x)).numpy())
+
+
+def test_models_that_do_not_fit_refuse_a_method(apogee):
+    _, spec = apogee
+    with pytest.raises(ValueError, match="does not take a method"):
+        derive_labels(spec, model=read_model("remap-optical-r2000"), method="gradient")
