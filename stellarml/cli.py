@@ -54,8 +54,11 @@ def _check_output(path, fmt, inputs, *, folder_ok):
 
 def _cmd_derive(args):
     from .analysis import _check_model_precision, _resolve_model
+    from .models.base import check_method
 
     distributed = args.workers is not None or args.scheduler is not None
+    if distributed and args.method is not None:
+        raise SystemExit("stellarml: --method is not available with --workers/--scheduler")
     if distributed and (args.rv is not None or args.medium is not None):
         raise SystemExit(
             "stellarml: --rv and --medium are not available with --workers/--scheduler; "
@@ -64,6 +67,10 @@ def _cmd_derive(args):
     _check_output(args.output, args.format, args.files, folder_ok=distributed)
     model = _resolve_model(args.model)
     _check_model_precision(model, args.precision)
+    try:
+        check_method(model, args.method)
+    except ValueError as exc:
+        raise SystemExit(f"stellarml: {exc}") from None
     if distributed:
         return _derive_distributed(args, model)
     from astropy.table import Column
@@ -86,6 +93,7 @@ def _cmd_derive(args):
         batch_size=args.batch_size,
         calibrate=not args.no_calibration,
         precision=args.precision,
+        method=args.method,
     )
     files = input_names(args.files, rows)  # a star's joined camera files: "a + b + ..."
     table.add_column(Column(files, name="file", description="Input file"), index=0)
@@ -216,6 +224,12 @@ def _parser():
     d.add_argument("--format", default=None, help="astropy table format (default: from suffix)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     d.add_argument("--batch-size", type=int, default=1024)
+    d.add_argument(
+        "--method",
+        choices=("gradient", "cmaes", "mcmc"),
+        default=None,
+        help="fitter of an emulator model (default: the model's own)",
+    )
     d.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),

@@ -128,3 +128,18 @@ def test_allow_unreadable_carries_on_with_exit_zero(data_dir, tmp_path, capsys):
     assert "1 of 2 files could not be read" in capsys.readouterr().err
     # every file unreadable: still a table, still the exit status
     assert main(["derive", str(junk), "-o", str(out)]) == EXIT_UNREADABLE
+
+
+def test_derive_with_the_emulator_model_and_a_method(data_dir, tmp_path, capsys):
+    boss = str(data_dir / "sdss" / "spec-3586-55181-0500.fits")
+    out = tmp_path / "phdl.ecsv"
+    args = ["derive", boss, "-m", "phdl-optical-r2000", "--method", "cmaes", "-o", str(out)]
+    assert main(args) == 0
+    table = LabelTable.read(out, format="ascii.ecsv")
+    assert table.meta["model_name"] == "phdl-optical-r2000"
+    assert np.isfinite(float(table["teff_crlb"].value[0]))
+    # a model that does not fit spectra takes no method
+    with pytest.raises(SystemExit, match="does not take a method"):
+        main(["derive", boss, "--method", "mcmc", "-o", str(tmp_path / "x.ecsv")])
+    with pytest.raises(SystemExit, match="--method is not available"):
+        main(["derive", boss, "--method", "mcmc", "--workers", "1", "-o", str(tmp_path / "d")])
