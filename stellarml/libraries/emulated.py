@@ -476,7 +476,6 @@ class PolynomialEmulatorLibrary:
         labels : `~astropy.table.QTable`
             ``n`` rows, one Quantity column per emulator label in registry units.
         """
-        from scipy.stats import qmc
 
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
@@ -488,13 +487,8 @@ class PolynomialEmulatorLibrary:
         hi = np.array([box[name][1] for name in self._names])
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         k = len(self._names)
-        if design == "uniform":
-            values = lo + (hi - lo) * rng.random((n, k))
-        elif design == "latin":
-            values = lo + (hi - lo) * qmc.LatinHypercube(d=k, rng=rng).random(n)
-        elif design == "sobol":
-            unit = qmc.Sobol(d=k, rng=rng).random_base2(math.ceil(math.log2(n)))[:n]
-            values = lo + (hi - lo) * unit
+        if design != "training":
+            values = box_design(design, n, lo, hi, rng)
         else:
             if not (np.isfinite(jitter) and jitter >= 0):
                 raise ValueError(f"jitter must be finite and >= 0, got {jitter}")
@@ -721,3 +715,32 @@ def label_values(labels, names, ranges, what, extrapolate=False):
                     "pass extrapolate=True to evaluate anyway"
                 )
     return values, table
+
+
+def box_design(design, n, lo, hi, rng):
+    """``(n, k)`` points filling the box ``[lo, hi]`` with a space-filling design.
+
+    Parameters
+    ----------
+    design : {"uniform", "latin", "sobol"}
+        Independent uniform draws, a Latin hypercube, or a scrambled Sobol
+        sequence (its first ``n`` points of ``2**ceil(log2 n)``).
+    n : int
+        Number of points.
+    lo, hi : `numpy.ndarray`
+        ``(k,)`` edges of the box.
+    rng : `numpy.random.Generator`
+        The random source.
+    """
+    from scipy.stats import qmc
+
+    k = lo.size
+    if design == "uniform":
+        unit = rng.random((n, k))
+    elif design == "latin":
+        unit = qmc.LatinHypercube(d=k, rng=rng).random(n)
+    elif design == "sobol":
+        unit = qmc.Sobol(d=k, rng=rng).random_base2(math.ceil(math.log2(n)))[:n]
+    else:
+        raise ValueError(f"unknown box design {design!r}; use uniform, latin or sobol")
+    return lo + (hi - lo) * unit

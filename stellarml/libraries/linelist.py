@@ -89,7 +89,13 @@ from astropy.table import QTable
 
 from ..labels import get_label
 from .base import SpectralLibrary, _chunks
-from .emulated import DESIGNS, PolynomialEmulatorLibrary, file_sha256, label_values
+from .emulated import (
+    DESIGNS,
+    PolynomialEmulatorLibrary,
+    box_design,
+    file_sha256,
+    label_values,
+)
 
 __all__ = [
     "DEFAULT_ELEMENTS",
@@ -1016,7 +1022,6 @@ class LineListLibrary:
         labels : `~astropy.table.QTable`
             ``n`` rows, a Quantity column per label (K, dex, km/s).
         """
-        from scipy.stats import qmc
 
         if int(n) != n or n < 1:
             raise ValueError(f"n must be a positive integer, got {n}")
@@ -1040,16 +1045,10 @@ class LineListLibrary:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         lo = np.array([box[k][0] for k in self._names])
         hi = np.array([box[k][1] for k in self._names])
-        k = len(self._names)
-        if design == "uniform":
-            values = lo + (hi - lo) * rng.random((n, k))
-        elif design == "latin":
-            values = lo + (hi - lo) * qmc.LatinHypercube(d=k, rng=rng).random(n)
-        elif design == "sobol":
-            unit = qmc.Sobol(d=k, rng=rng).random_base2(math.ceil(math.log2(n)))[:n]
-            values = lo + (hi - lo) * unit
-        else:
-            values = lo + (hi - lo) * qmc.LatinHypercube(d=k, rng=rng).random(n)
+        if design != "training":
+            values = box_design(design, n, lo, hi, rng)
+        else:  # abundances and vmicro by a Latin hypercube, Teff/logg/[Fe/H] as the base's
+            values = box_design("latin", n, lo, hi, rng)
             base = self.base.sample_labels(
                 n,
                 ranges={name: box[name] for name in ("teff", "logg", "fe_h")},
