@@ -1,5 +1,6 @@
 """The shared shape of the fitters: the call, the checks, and the result at an optimum."""
 
+import abc
 import time
 
 import numpy as np
@@ -31,7 +32,7 @@ def _check_positive_float(value, name):
     return v
 
 
-class Fitter:
+class Fitter(abc.ABC):
     """Base of the callable fitters (astropy.modeling style).
 
     A fitter stores only its settings; calling it fits spectra and returns a
@@ -45,9 +46,9 @@ class Fitter:
     def __init__(self):
         self.fit_info = {}
 
+    @abc.abstractmethod
     def get_settings(self):
         """The constructor arguments as a plain dict (for storing a model's fitter)."""
-        raise NotImplementedError
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_settings().items())
@@ -130,8 +131,9 @@ class Fitter:
         self.fit_info = info
         return result
 
+    @abc.abstractmethod
     def _fit(self, problem, init):
-        raise NotImplementedError
+        """`~stellarml.fitting.FitResult` of a `~stellarml.fitting.FitProblem` from ``init``."""
 
     # ------------------------------------------------------------------ shared steps
     def _finish(self, problem, theta, converged, info, *, samples=None, sample_cov=None):

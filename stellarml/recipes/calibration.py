@@ -36,8 +36,10 @@ __all__ = [
     "check_calibration_config",
     "check_tables",
     "cross_fit",
+    "fit_cross_fitted",
     "load_reference",
     "override_labels",
+    "reference_stars",
 ]
 
 _KNOWN = {
@@ -271,3 +273,50 @@ def cross_fit(train_without, spectra, reference, *, folds, seed, use_reference=F
     posterior = LabelPosterior.concatenate(posteriors)[order_back]
     table = vstack(tables, metadata_conflicts="silent")[order_back]
     return posterior, fold, table
+
+
+def reference_stars(cfg, labels, exclude_ids=None):
+    """The ``[calibration]`` reference stars (`load_reference`) without ``exclude_ids``."""
+    reference = load_reference(cfg, labels)
+    if exclude_ids:
+        keep = ~np.isin(np.asarray(reference["id"]).astype(str), [str(i) for i in exclude_ids])
+        reference = reference[keep]
+    return reference
+
+
+def fit_cross_fitted(cfg, labels, reference, posterior, fold):
+    """The ``[calibration]`` correction fitted on out-of-fold posteriors (`cross_fit`).
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration.
+    labels : sequence of str
+        The model's labels.
+    reference : `~astropy.table.Table`
+        The reference stars, in the order of ``posterior``.
+    posterior : `~stellarml.posterior.LabelPosterior`
+        Their out-of-fold posteriors.
+    fold : `numpy.ndarray`
+        The fold of each star.
+
+    Returns
+    -------
+    calibration : `~stellarml.calibration.LabelCalibration`
+        Fitted, with the cross-fitting recorded in its provenance.
+    """
+    c = cfg["calibration"]
+    calibration = build_calibration(cfg, labels)
+    calibration.fit(
+        posterior, reference, ids=np.asarray(reference["id"]), name=c.get("name", c["reference"])
+    )
+    calibration.provenance_["cross_fitting"] = {
+        "folds": int(c.get("folds", 5)),
+        "seed": int(c.get("seed", 0)),
+        "fine_tune_on_reference": bool(c.get("fine_tune_on_reference", False)),
+        "reference_weight": int(c.get("reference_weight", 1)),
+        "fold_of_star": dict(
+            zip(np.asarray(reference["id"]).astype(str).tolist(), fold.tolist(), strict=True)
+        ),
+    }
+    return calibration

@@ -53,12 +53,12 @@ import numpy as np
 
 from ..io.asdf.model_io import write_model
 from .calibration import (
-    build_calibration,
     check_calibration_config,
     check_tables,
     cross_fit,
-    load_reference,
+    fit_cross_fitted,
     override_labels,
+    reference_stars,
 )
 from .remap import build_preparation
 
@@ -481,11 +481,7 @@ def calibrate(model, cfg, preparation, prior, *, exclude_ids=None):
     emulator trained without it (with the other folds' reference labels when
     ``fine_tune_on_reference``), as a new star would be.
     """
-    c = cfg["calibration"]
-    ref_table = load_reference(cfg, model.label_names)
-    if exclude_ids:
-        keep = ~np.isin(np.asarray(ref_table["id"]).astype(str), [str(i) for i in exclude_ids])
-        ref_table = ref_table[keep]
+    ref_table = reference_stars(cfg, model.label_names, exclude_ids)
     posterior, fold, _ = cross_fitted_posteriors(
         cfg,
         preparation,
@@ -494,19 +490,7 @@ def calibrate(model, cfg, preparation, prior, *, exclude_ids=None):
         exclude_ids=exclude_ids,
         model_error=model.fit_options.get("model_error"),
     )
-    calibration = build_calibration(cfg, model.label_names)
-    calibration.fit(
-        posterior, ref_table, ids=np.asarray(ref_table["id"]), name=c.get("name", c["reference"])
-    )
-    calibration.provenance_["cross_fitting"] = {
-        "folds": int(c.get("folds", 5)),
-        "seed": int(c.get("seed", 0)),
-        "fine_tune_on_reference": bool(c.get("fine_tune_on_reference", False)),
-        "reference_weight": int(c.get("reference_weight", 1)),
-        "fold_of_star": dict(
-            zip((str(i) for i in ref_table["id"]), (int(f) for f in fold), strict=True)
-        ),
-    }
+    calibration = fit_cross_fitted(cfg, model.label_names, ref_table, posterior, fold)
     model.calibration = calibration
     return calibration
 

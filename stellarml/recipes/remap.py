@@ -47,12 +47,13 @@ import numpy as np
 
 from ..io.asdf.model_io import write_model
 from .calibration import (
-    build_calibration,
     check_calibration_config,
     check_tables,
     cross_fit,
+    fit_cross_fitted,
     load_reference,
     override_labels,
+    reference_stars,
 )
 from .instrument import (
     DEFAULT_COVERAGE_SHARE,
@@ -490,10 +491,7 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
     calibration : `~stellarml.calibration.LabelCalibration`
     """
     c = cfg["calibration"]
-    reference = load_reference(cfg, model.label_names)
-    if exclude_ids:
-        keep = ~np.isin(np.asarray(reference["id"]).astype(str), [str(i) for i in exclude_ids])
-        reference = reference[keep]
+    reference = reference_stars(cfg, model.label_names, exclude_ids)
     posterior, fold, _ = cross_fitted_posteriors(
         pretrained,
         cfg,
@@ -504,18 +502,6 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
         reference_weight=int(c.get("reference_weight", 1)),
         progress=progress,
     )
-    calibration = build_calibration(cfg, model.label_names)
-    calibration.fit(
-        posterior, reference, ids=np.asarray(reference["id"]), name=c.get("name", c["reference"])
-    )
-    calibration.provenance_["cross_fitting"] = {
-        "folds": int(c.get("folds", 5)),
-        "seed": int(c.get("seed", 0)),
-        "fine_tune_on_reference": bool(c.get("fine_tune_on_reference", False)),
-        "reference_weight": int(c.get("reference_weight", 1)),
-        "fold_of_star": dict(
-            zip(np.asarray(reference["id"]).astype(str).tolist(), fold.tolist(), strict=True)
-        ),
-    }
+    calibration = fit_cross_fitted(cfg, model.label_names, reference, posterior, fold)
     model.calibration = calibration
     return calibration
