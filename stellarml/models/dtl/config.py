@@ -9,6 +9,7 @@ is `PAPER_ENSEMBLE` and `PAPER_ARCHITECTURE`. See ``docs/dtl.rst``.
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
+    "INPUT_SCALINGS",
     "DEFAULT_ENSEMBLE",
     "DEFAULT_TRAINING",
     "LATENT_SOURCES",
@@ -22,6 +23,9 @@ __all__ = [
 #: ``"adapted"`` (the fine-tuned encoder).
 LATENT_SOURCES = ("pretrained", "adapted")
 
+#: What the autoencoders read (see ``DEFAULT_ARCHITECTURE["input_scaling"]``).
+INPUT_SCALINGS = ("unit", "standardise")
+
 #: Point estimates `~stellarml.models.DTLModel.predict_prepared` reports as ``value``.
 SUMMARIES = ("median", "kde_mode")
 
@@ -34,8 +38,13 @@ DEFAULT_ARCHITECTURE = {
     "latent_dim": 32,  # [paper]
     "contractive": "relu",  # the exact form for the ReLU bottleneck (see contractive_penalty)
     "contractive_weight": 1e-4,  # lambda_c [code]
-    # flux is divided by this and clipped to [0, 1] for the sigmoid output
+    # what the autoencoders read: "unit" (flux / flux_scale clipped to [0, 1], with
+    # the paper's sigmoid output) or "standardise" (per-pixel z-score on the synthetic
+    # training spectra, with a linear output)
+    "input_scaling": "unit",
+    # for "unit": flux is divided by this and clipped to [0, 1]
     "flux_scale": 2.0,
+    "bottleneck": "relu",  # [paper]; or "linear"
     "cnn_filters": (16, 8),  # paper (Teff): 64, 32
     "cnn_dense": (128, 64, 32),  # paper: 256, 128, n_u
 }

@@ -36,10 +36,11 @@ from .config import (
     DEFAULT_ARCHITECTURE,
     DEFAULT_ENSEMBLE,
     DEFAULT_TRAINING,
+    INPUT_SCALINGS,
     LATENT_SOURCES,
     SUMMARIES,
 )
-from .network import CONTRACTIVE_FORMS, DenseAutoencoder, LatentRegressor, contractive_penalty
+from .network import BOTTLENECKS, CONTRACTIVE_FORMS, DenseAutoencoder, LatentRegressor, contractive_penalty
 
 __all__ = ["DTLModel", "kde_mode"]
 
@@ -205,6 +206,17 @@ class DTLModel(LabelModelBase):
             raise ValueError(
                 f"contractive must be one of {CONTRACTIVE_FORMS}, got {arch['contractive']!r}"
             )
+        if arch["bottleneck"] not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, got {arch['bottleneck']!r}")
+        if arch["contractive"] == "relu" and arch["bottleneck"] != "relu":
+            raise ValueError(
+                "contractive='relu' is the ReLU closed form; use 'exact' or 'autograd' with a "
+                f"{arch['bottleneck']} bottleneck"
+            )
+        if arch["input_scaling"] not in INPUT_SCALINGS:
+            raise ValueError(
+                f"input_scaling must be one of {INPUT_SCALINGS}, got {arch['input_scaling']!r}"
+            )
         if len(arch["cnn_filters"]) != 2:
             raise ValueError(f"cnn_filters must be two channel counts, got {arch['cnn_filters']}")
         if train["synthetic_latents"] not in LATENT_SOURCES:
@@ -269,12 +281,44 @@ class DTLModel(LabelModelBase):
             )
         return np.where(ivar > 0, flux, np.float32(0.0)), ivar
 
+    def _set_input_scale(self, flux, ivar):
+        """Per-pixel mean and scale of the synthetic training flux (``input_scaling='standardise'``).
+
+        Masked pixels are left out; the scale is floored at a tenth of its
+        median, so that pixels the library barely varies (continuum) do not
+        turn small observed deviations into huge inputs.
+        """
+        good = ivar > 0
+        n = np.maximum(good.sum(axis=0), 1)
+        mean = np.where(good, flux, 0.0).sum(axis=0) / n
+        var = np.where(good, (flux - mean) ** 2, 0.0).sum(axis=0) / n
+        std = np.sqrt(var)
+        floor = 0.1 * float(np.median(std)) if np.median(std) > 0 else 1.0
+        self.input_mean_ = mean.astype(np.float32)
+        self.input_std_ = np.maximum(std, floor).astype(np.float32)
+
     def _scaled(self, flux, ivar):
-        """Network inputs: flux / flux_scale clipped to [0, 1], masked pixels at the continuum."""
-        scale = float(self.get_config()["architecture"]["flux_scale"])
+        """Network inputs and the good-pixel mask, as torch tensors.
+
+        ``input_scaling="unit"``: flux / flux_scale clipped to [0, 1], masked
+        pixels at the continuum; ``"standardise"``: (flux - mean) / scale per
+        pixel, masked pixels at 0 (the synthetic mean).
+        """
+        arch = self.get_config()["architecture"]
         mask = (ivar > 0).astype(np.float32)
-        x = np.where(mask > 0, np.clip(flux / scale, 0.0, 1.0), np.float32(1.0 / scale))
+        if arch["input_scaling"] == "standardise":
+            x = np.where(mask > 0, (flux - self.input_mean_) / self.input_std_, np.float32(0.0))
+        else:
+            scale = float(arch["flux_scale"])
+            x = np.where(mask > 0, np.clip(flux / scale, 0.0, 1.0), np.float32(1.0 / scale))
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(mask)
+
+    def _unscaled(self, x):
+        """Flux from network inputs or outputs ``(n, npix)`` (the inverse of `_scaled`)."""
+        arch = self.get_config()["architecture"]
+        if arch["input_scaling"] == "standardise":
+            return x * self.input_std_ + self.input_mean_
+        return x * float(arch["flux_scale"])
 
     # ------------------------------------------------------------------ networks
     def _autoencoder(self, k, which):
@@ -284,12 +328,18 @@ class DTLModel(LabelModelBase):
         if key not in cache:
             member = self.members_[k]
             arch = self.get_config()["architecture"]
-            net = DenseAutoencoder(self.n_pix_, member["width"], arch["latent_dim"])
+            net = self._new_autoencoder(member["width"], arch)
             state = dict(member["pretrained"])
             if which == "adapted":
                 state.update(member["adapted"])
             cache[key] = _load(net, state, f"autoencoder {k} ({which})")
         return cache[key]
+
+    def _new_autoencoder(self, width, arch):
+        output = "linear" if arch["input_scaling"] == "standardise" else "sigmoid"
+        return DenseAutoencoder(
+            self.n_pix_, width, arch["latent_dim"], bottleneck=arch["bottleneck"], output=output
+        )
 
     def _regressor(self, k, j):
         cache = self.__dict__.setdefault("_net_cache", {})
@@ -477,11 +527,13 @@ class DTLModel(LabelModelBase):
         flux, ivar, labels = flux[keep], ivar[keep], labels[keep]
         self.n_pix_ = int(flux.shape[1])
         self._clear_cache()
-        x, mask = self._scaled(flux, ivar)
         rng = np.random.default_rng(int(self.seed))
-        order = rng.permutation(x.shape[0])
-        n_test = max(2, round(train["test_fraction"] * x.shape[0]))
+        order = rng.permutation(flux.shape[0])
+        n_test = max(2, round(train["test_fraction"] * flux.shape[0]))
         test, tr = np.sort(order[:n_test]), np.sort(order[n_test:])
+        if arch["input_scaling"] == "standardise":
+            self._set_input_scale(flux[tr], ivar[tr])
+        x, mask = self._scaled(flux, ivar)
         self.label_mean_ = labels[tr].mean(axis=0)
         std = labels[tr].std(axis=0)
         self.label_std_ = np.where(std > 0, std, 1.0)
@@ -492,7 +544,7 @@ class DTLModel(LabelModelBase):
             l1 = float(arch["l1"][k % len(arch["l1"])])
             seed = int(self.seed) + k
             torch.manual_seed(seed)
-            net = DenseAutoencoder(self.n_pix_, width, arch["latent_dim"])
+            net = self._new_autoencoder(width, arch)
             trainer = self._trainer(
                 train["ae_epochs"], train["ae_batch_size"], train["ae_lr"], seed, progress
             )
@@ -746,7 +798,6 @@ class DTLModel(LabelModelBase):
         x, mask = self._scaled(flux, ivar)
         n = flux.shape[0]
         draws, domain, recon = [], np.zeros(n), np.zeros(n)
-        scale = float(self.get_config()["architecture"]["flux_scale"])
         known_noise = (flags & int(LabelFlag.NO_UNCERTAINTY)) == 0
         for k, member in enumerate(self.members_):
             net = self._autoencoder(k, self._encoder_for_observed(k))
@@ -759,7 +810,7 @@ class DTLModel(LabelModelBase):
             )
             domain = np.maximum(domain, score)
             with torch.no_grad():
-                x_hat = net.decode(net.encode(x)).numpy() * scale
+                x_hat = self._unscaled(net.decode(net.encode(x)).numpy())
             resid = ivar * (flux - x_hat) ** 2
             good = (ivar > 0).sum(1)
             rms = np.sqrt(resid.sum(1) / np.maximum(good, 1))

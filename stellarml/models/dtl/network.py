@@ -4,8 +4,9 @@ Re-derived from the description of Mas-Buitrago et al. (2024, A&A 687, A205)
 in METHODS.md §2; nothing is ported from the released code.
 
 `DenseAutoencoder` is symmetric: ``npix -> n -> 3n/4 -> n/2 -> n/4 -> n/8 ->
-latent -> n/8 -> n/4 -> n/2 -> 3n/4 -> n -> npix``, ReLU everywhere, a ReLU
-bottleneck and a sigmoid output. `contractive_penalty` computes the
+latent -> n/8 -> n/4 -> n/2 -> 3n/4 -> n -> npix``, ReLU in the hidden layers,
+a ReLU bottleneck and a sigmoid output as in the paper (or, as options, a
+linear bottleneck and a linear output, for standardised inputs). `contractive_penalty` computes the
 contractive term in one of three forms (see its documentation).
 `LatentRegressor` is the paper's CNN: two width-2 convolutions over the latent
 vector, then dense layers to the labels.
@@ -17,7 +18,9 @@ import torch
 from torch import nn
 
 __all__ = [
+    "BOTTLENECKS",
     "CONTRACTIVE_FORMS",
+    "OUTPUTS",
     "DenseAutoencoder",
     "LatentRegressor",
     "contractive_penalty",
@@ -25,7 +28,13 @@ __all__ = [
 ]
 
 #: The forms of the contractive penalty `contractive_penalty` knows.
-CONTRACTIVE_FORMS = ("relu", "autograd", "sigmoid_released")
+CONTRACTIVE_FORMS = ("exact", "relu", "autograd", "sigmoid_released")
+
+#: Bottleneck activations `DenseAutoencoder` knows.
+BOTTLENECKS = ("relu", "linear")
+
+#: Output activations `DenseAutoencoder` knows.
+OUTPUTS = ("sigmoid", "linear")
 
 #: Hidden-layer widths of the encoder as fractions of the first width ``n``.
 _FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.125)
@@ -40,7 +49,7 @@ def hidden_widths(width):
 
 
 class DenseAutoencoder(nn.Module):
-    """Symmetric dense autoencoder with a ReLU bottleneck and a sigmoid output.
+    """Symmetric dense autoencoder (by default a ReLU bottleneck and a sigmoid output).
 
     Parameters
     ----------
@@ -50,6 +59,11 @@ class DenseAutoencoder(nn.Module):
         Width ``n`` of the first encoder layer (the others are 3n/4, n/2, n/4, n/8).
     latent_dim : int
         Bottleneck size.
+    bottleneck : {"relu", "linear"}
+        Bottleneck activation: the paper's ReLU, or none (no unit can die).
+    output : {"sigmoid", "linear"}
+        Output activation: the paper's sigmoid (inputs in [0, 1]), or none
+        (standardised inputs).
 
     Notes
     -----
@@ -61,14 +75,26 @@ class DenseAutoencoder(nn.Module):
     except the first encoder layer and the bottleneck, as in the paper).
     """
 
-    def __init__(self, n_pix, width, latent_dim=32):
+    def __init__(self, n_pix, width, latent_dim=32, bottleneck="relu", output="sigmoid"):
         super().__init__()
+        if bottleneck not in BOTTLENECKS:
+            raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, got {bottleneck!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.bottleneck = bottleneck
+        self.output = output
         widths = hidden_widths(width)
         enc = [int(n_pix), *widths, int(latent_dim)]
         dec = enc[::-1]
         self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(enc))
         self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dec))
-        self.config = {"n_pix": int(n_pix), "width": int(width), "latent_dim": int(latent_dim)}
+        self.config = {
+            "n_pix": int(n_pix),
+            "width": int(width),
+            "latent_dim": int(latent_dim),
+            "bottleneck": bottleneck,
+            "output": output,
+        }
 
     def encode(self, x, *, return_parts=False):
         """Latent vector of ``(b, npix)`` scaled spectra (and, optionally, the parts)."""
@@ -80,19 +106,21 @@ class DenseAutoencoder(nn.Module):
                 activity.append(h)
         bottleneck_input = h
         pre = self.encoder[-1](h)
-        z = torch.relu(pre)
+        z = torch.relu(pre) if self.bottleneck == "relu" else pre
         if return_parts:
             return z, pre, bottleneck_input, activity
         return z
 
     def decode(self, z, *, return_activity=False):
-        """Reconstruction in (0, 1) of latent vectors ``(b, latent_dim)``."""
+        """Reconstruction of latent vectors ``(b, latent_dim)`` (in (0, 1) for a sigmoid output)."""
         activity = []
         h = z
         for layer in self.decoder[:-1]:
             h = torch.relu(layer(h))
             activity.append(h)
-        out = torch.sigmoid(self.decoder[-1](h))
+        out = self.decoder[-1](h)
+        if self.output == "sigmoid":
+            out = torch.sigmoid(out)
         return (out, activity) if return_activity else out
 
     def forward(self, x):
@@ -111,10 +139,12 @@ def contractive_penalty(model, x, z, pre, form="relu"):
         ``(b, npix)`` scaled input (must require gradients for ``"autograd"``).
     z, pre : `torch.Tensor`
         ``(b, latent)`` bottleneck output and pre-activation from ``x``.
-    form : {"relu", "autograd", "sigmoid_released"}
-        ``"relu"``: the exact squared Frobenius norm of the Jacobian of the
-        ReLU bottleneck with respect to its input,
-        ``sum_j 1[pre_j > 0] ||W_j||^2`` (``W`` the bottleneck weights).
+    form : {"exact", "relu", "autograd", "sigmoid_released"}
+        ``"exact"``: the exact squared Frobenius norm of the Jacobian of the
+        bottleneck with respect to its input, ``sum_j 1[pre_j > 0] ||W_j||^2``
+        for a ReLU bottleneck, ``sum_j ||W_j||^2`` for a linear one (``W``
+        the bottleneck weights). ``"relu"``: the ReLU closed form whatever
+        the bottleneck (the same as ``"exact"`` for a ReLU bottleneck).
         ``"autograd"``: the squared Frobenius norm of the Jacobian of the
         latent vector with respect to the input spectrum itself
         (``sum_ij (dz_j / dx_i)^2``, the definition of Rifai et al. 2011),
@@ -133,7 +163,9 @@ def contractive_penalty(model, x, z, pre, form="relu"):
         raise ValueError(f"contractive form must be one of {CONTRACTIVE_FORMS}, got {form!r}")
     weight = model.encoder[-1].weight  # (latent, in)
     row_norms = (weight**2).sum(dim=1)  # ||W_j||^2
-    if form == "relu":
+    if form == "exact" and getattr(model, "bottleneck", "relu") == "linear":
+        return row_norms.sum()  # the same for every spectrum
+    if form in ("exact", "relu"):
         return ((pre > 0).to(row_norms.dtype) * row_norms).sum(dim=1).mean()
     if form == "sigmoid_released":
         return (((z * (1 - z)) ** 2) * row_norms).sum(dim=1).mean()

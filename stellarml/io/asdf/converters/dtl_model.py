@@ -21,6 +21,8 @@ class DTLModelConverter(LabelModelConverter):
     The node holds the common model entries (see `LabelModelConverter`) and
     the resolved ``architecture``, ``training`` and ``ensemble``
     configuration, ``seed``, ``n_pix``, ``label_mean``/``label_std``,
+    ``input_mean``/``input_std`` (per-pixel input standardisation, when the
+    architecture standardises),
     ``metrics`` and ``members``: per autoencoder its ``width``, ``l1``,
     ``pretrained`` weights, ``adapted`` weights (the fine-tuned layers only;
     null before adaptation), latent standardisation, ``reference`` latents,
@@ -62,6 +64,11 @@ class DTLModelConverter(LabelModelConverter):
             "label_std": np.asarray(obj.label_std_, dtype=np.float64),
             "metrics": plain_tree(obj.metrics_),
             "members": members,
+            **{
+                key: np.asarray(getattr(obj, f"{key}_"), dtype=np.float32)
+                for key in ("input_mean", "input_std")
+                if getattr(obj, f"{key}_", None) is not None
+            },
         }
 
     def build_model(self, node, label_names, tag, ctx):
@@ -113,6 +120,15 @@ class DTLModelConverter(LabelModelConverter):
                 }
             )
         model.members_ = members
+        if model.get_config()["architecture"]["input_scaling"] == "standardise":
+            for key in ("input_mean", "input_std"):
+                value = np.asarray(node.get(key, np.zeros(0)), dtype=np.float32)
+                if value.shape != (model.n_pix_,) or not np.isfinite(value).all():
+                    raise ValueError(
+                        f"a standardising DTL model needs a finite {key} of {model.n_pix_} "
+                        f"pixels; got shape {value.shape}"
+                    )
+                setattr(model, f"{key}_", value)
         model.metrics_ = dict(node.get("metrics") or {})
         for k in range(len(members)):  # weights are checked now, networks built on first use
             for state in (members[k]["pretrained"], members[k]["adapted"] or {}):
