@@ -40,7 +40,13 @@ from .config import (
     LATENT_SOURCES,
     SUMMARIES,
 )
-from .network import BOTTLENECKS, CONTRACTIVE_FORMS, DenseAutoencoder, LatentRegressor, contractive_penalty
+from .network import (
+    BOTTLENECKS,
+    CONTRACTIVE_FORMS,
+    DenseAutoencoder,
+    LatentRegressor,
+    contractive_penalty,
+)
 
 __all__ = ["DTLModel", "kde_mode"]
 
@@ -282,7 +288,7 @@ class DTLModel(LabelModelBase):
         return np.where(ivar > 0, flux, np.float32(0.0)), ivar
 
     def _set_input_scale(self, flux, ivar):
-        """Per-pixel mean and scale of the synthetic training flux (``input_scaling='standardise'``).
+        """Per-pixel mean and scale of the synthetic training flux (for ``'standardise'``).
 
         Masked pixels are left out; the scale is floored at a tenth of its
         median, so that pixels the library barely varies (continuum) do not
