@@ -1,9 +1,11 @@
 """DTLModel on real spectra: synthetic-trained autoencoders adapted to MILES spectra without labels.
 
 A small model (short grid, narrow autoencoders, few epochs) is trained once
-per module on the Doppler-emulator library and adapted on 40 MILES training
+per module on the Doppler-emulator library and adapted on 100 MILES training
 stars; 20 other MILES training stars are held out of the adaptation.
 """
+
+import copy
 
 import numpy as np
 import pytest
@@ -34,6 +36,7 @@ SMALL = {
         "cnn_epochs": 20,
         "cnn_batch_size": 32,
         "fine_tune_epochs": 25,
+        "fine_tune_lr": 1e-3,  # 100 steps on 100 spectra
         "reference_size": 500,
     },
     "ensemble": {"n_autoencoders": 2, "n_regressors": 2, "keep": 3},
@@ -63,12 +66,12 @@ def setting(data_dir):
     prep = build_preparation(cfg)
     library = build_pretrain_library(cfg, prep)
     synthetic = library.prepare(prep)
-    miles = ObservedLibrary.from_miles(data_dir / "miles", require=LABELS)[:60]
+    miles = ObservedLibrary.from_miles(data_dir / "miles", require=LABELS)[:120]
     torch.manual_seed(0)
     model = DTLModel(LABELS, preparation=prep, seed=1, **SMALL)
     model.fit_prepared(synthetic.flux, library.label_array(list(LABELS)), ivar=synthetic.ivar)
-    adapted = model.adapt(miles[:40])
-    held = miles[40:].prepare(prep)
+    adapted = model.adapt(miles[:100])
+    held = miles[100:].prepare(prep)
     return {
         "prep": prep,
         "synthetic": synthetic,
@@ -87,7 +90,7 @@ def test_is_a_label_model(setting):
     assert not model.is_adapted() and adapted.is_adapted()
     assert model.members_[0]["adapted"] is None  # adapt returns a new model
     prov = adapted.provenance_["adapt"]
-    assert prov["labels_used"] is False and prov["n_spectra"] == 40
+    assert prov["labels_used"] is False and prov["n_spectra"] == 100
     assert prov["frozen_layers"] == ["encoder.0", "encoder.1", "encoder.2", "encoder.3"]
     # frozen layers are shared with the pre-trained autoencoder, so not stored twice
     assert not any(k.startswith("encoder.0.") for k in adapted.members_[0]["adapted"])
@@ -143,7 +146,7 @@ def test_mmd_test_detects_a_shift_and_not_its_absence():
 
 
 def test_posterior_spread_nonzero_and_ordered(setting):
-    table = derive_labels(setting["miles"][40:].to_spectrum(), model=setting["adapted"])
+    table = derive_labels(setting["miles"][100:].to_spectrum(), model=setting["adapted"])
     assert len(table) == 20
     for name in LABELS:
         p16 = np.asarray(table[f"{name}_p16"].value)
@@ -271,6 +274,76 @@ def test_contractive_penalties_equal_brute_force_jacobians():
     )
     with pytest.raises(ValueError, match="requires grad"):
         contractive_penalty(net, x, z, pre, "autograd")
+
+
+def test_exact_contractive_form_follows_the_bottleneck():
+    torch.manual_seed(4)
+    x = torch.rand(5, 40, dtype=torch.float64)
+    relu_net = DenseAutoencoder(40, 32, latent_dim=6).double()
+    z, pre, _, _ = relu_net.encode(x, return_parts=True)
+    assert _value(contractive_penalty(relu_net, x, z, pre, "exact")) == pytest.approx(
+        _value(contractive_penalty(relu_net, x, z, pre, "relu"))
+    )
+    net = DenseAutoencoder(40, 32, latent_dim=6, bottleneck="linear", output="linear").double()
+    z, pre, bottleneck_input, _ = net.encode(x, return_parts=True)
+    assert torch.equal(z, pre)  # no activation: no latent can die
+    exact = _brute_frobenius(net.encoder[-1], bottleneck_input.detach())
+    assert _value(contractive_penalty(net, x, z, pre, "exact")) == pytest.approx(exact, rel=1e-10)
+    assert net.config["bottleneck"] == "linear" and net.config["output"] == "linear"
+    with pytest.raises(ValueError, match="bottleneck must be one of"):
+        DenseAutoencoder(40, 32, bottleneck="tanh")
+    with pytest.raises(ValueError, match="ReLU closed form"):
+        DTLModel(architecture={"contractive": "relu", "bottleneck": "linear"}).get_config()
+    with pytest.raises(ValueError, match="input_scaling must be one of"):
+        DTLModel(architecture={"input_scaling": "log"}).get_config()
+
+
+def test_input_scaling_inverts_and_masks(setting):
+    model = setting["model"]
+    assert model.get_config()["architecture"]["input_scaling"] == "centre"
+    held = setting["held"]
+    x, mask = model._scaled(held.flux, held.ivar)
+    good = held.ivar > 0
+    np.testing.assert_array_equal(mask.numpy() > 0, good)
+    np.testing.assert_allclose(model._unscaled(x.numpy())[good], held.flux[good], rtol=1e-5)
+    assert np.all(x.numpy()[~good] == 0)  # a masked pixel reads as the synthetic mean
+    # "centre": one scale for every pixel, the synthetic flux's RMS deviation
+    assert np.ptp(model.input_std_) == 0
+    flux = setting["synthetic"].flux
+    assert model.input_std_[0] == pytest.approx(np.std(flux - flux.mean(0)), rel=0.05)
+
+
+def test_alignment_term_pulls_observed_latents_to_the_synthetic_ones(setting):
+    model, miles = setting["model"], setting["miles"][:100]
+    aligned = copy.deepcopy(model)
+    aligned.training = {**SMALL["training"], "fine_tune_align": 30.0}
+    aligned = aligned.adapt(miles)
+    held = setting["held"]
+    plain = domain_gap(setting["adapted"], setting["synthetic"].flux, held.flux, held.ivar)
+    pulled = domain_gap(aligned, setting["synthetic"].flux, held.flux, held.ivar)
+    for p, q in zip(plain, pulled, strict=True):
+        assert q["after"]["mmd2"] < p["after"]["mmd2"]
+
+
+def test_label_using_variant(setting):
+    adapted, miles = setting["adapted"], setting["miles"]
+    train = miles[:100].prepare(setting["prep"])
+    labels = miles[:100].label_array(list(LABELS))
+    labels[::7, 2] = np.nan  # a missing [Fe/H] is left out of the loss, not invented
+    tuned = adapted.fine_tune_prepared(train.flux, labels, train.ivar, flags=train.flags)
+    assert tuned.provenance_["fine_tune"]["labels_used"] is True
+    assert tuned.provenance_["adapt"]["labels_used"] is False  # the adaptation itself was not
+    assert "fine_tune" not in (adapted.provenance_ or {})  # a new model
+    before = adapted.predict_prepared(train.flux, train.ivar)["value"]
+    after = tuned.predict_prepared(train.flux, train.ivar)["value"]
+    for i, name in enumerate(LABELS):
+        ok = np.isfinite(labels[:, i])
+        rms = [np.sqrt(np.mean((v[name][ok] - labels[ok, i]) ** 2)) for v in (before, after)]
+        assert rms[1] < rms[0]
+    table = derive_labels(miles[100:105].to_spectrum(), model=tuned)
+    assert table.meta["labels_fine_tuned"] is True
+    with pytest.raises(ValueError, match="labels must be"):
+        adapted.fine_tune_prepared(train.flux, labels[:, :2], train.ivar)
 
 
 def test_kde_mode_and_projection():

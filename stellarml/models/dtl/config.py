@@ -24,27 +24,31 @@ __all__ = [
 LATENT_SOURCES = ("pretrained", "adapted")
 
 #: What the autoencoders read (see ``DEFAULT_ARCHITECTURE["input_scaling"]``).
-INPUT_SCALINGS = ("unit", "standardise")
+INPUT_SCALINGS = ("unit", "centre", "standardise")
 
 #: Point estimates `~stellarml.models.DTLModel.predict_prepared` reports as ``value``.
 SUMMARIES = ("median", "kde_mode")
 
 DEFAULT_ARCHITECTURE = {
     # first encoder widths, one per autoencoder (cycled); paper grid 1024-2048 [code],
-    # scaled down 16x for the CPU and for a shipped file of a few MB
-    "widths": (64, 96),
+    # scaled down 4-8x for the CPU and for a shipped file of a few MB. Below 256 the
+    # n/8 layer before a 32-d bottleneck is narrower than the bottleneck itself
+    "widths": (256,),
     # L1 activity strengths, one per autoencoder (cycled) [code grid: 8-12e-8]
     "l1": (1e-7, 8e-8),
     "latent_dim": 32,  # [paper]
-    "contractive": "relu",  # the exact form for the ReLU bottleneck (see contractive_penalty)
+    "contractive": "exact",  # the exact form for the bottleneck used (see contractive_penalty)
     "contractive_weight": 1e-4,  # lambda_c [code]
     # what the autoencoders read: "unit" (flux / flux_scale clipped to [0, 1], with
-    # the paper's sigmoid output) or "standardise" (per-pixel z-score on the synthetic
-    # training spectra, with a linear output)
-    "input_scaling": "unit",
+    # the paper's sigmoid output), "centre" (minus the synthetic training spectra's
+    # mean spectrum, over their RMS deviation: one scale for every pixel) or
+    # "standardise" (a per-pixel z-score); the last two with a linear output
+    "input_scaling": "centre",
     # for "unit": flux is divided by this and clipped to [0, 1]
     "flux_scale": 2.0,
-    "bottleneck": "relu",  # [paper]; or "linear"
+    # [paper]: "relu"; "linear" keeps every latent alive (a ReLU bottleneck left half
+    # the latents dead in our tests)
+    "bottleneck": "linear",
     "cnn_filters": (16, 8),  # paper (Teff): 64, 32
     "cnn_dense": (128, 64, 32),  # paper: 256, 128, n_u
 }
@@ -52,6 +56,9 @@ DEFAULT_ARCHITECTURE = {
 #: The paper's architecture grid, for reference (and for a full-size build).
 PAPER_ARCHITECTURE = {
     **DEFAULT_ARCHITECTURE,
+    "input_scaling": "unit",
+    "bottleneck": "relu",
+    "contractive": "relu",
     "widths": (1024, 1280, 1536, 1792, 2048),
     "l1": (8e-8, 9e-8, 1e-7, 1.1e-7, 1.2e-7),
     "cnn_filters": (64, 32),
@@ -65,8 +72,19 @@ DEFAULT_TRAINING = {
     "fine_tune_epochs": 60,  # [code]
     "fine_tune_lr": 1e-4,  # [code]
     "fine_tune_batch_size": 32,  # paper: 128 (for 229 stars: ~2 steps per epoch)
-    "freeze_layers": 4,  # encoder layers 1-4 frozen while fine-tuning [code/paper]
-    "cnn_epochs": 60,  # paper: 200
+    "freeze_layers": 4,
+    # weight of a label-free latent-alignment term added to the fine-tuning loss:
+    # MMD^2 (Gaussian kernel, median-heuristic bandwidth of the synthetic latents)
+    # between each batch of observed latents from the encoder being fine-tuned and
+    # the stored synthetic latents of the pre-trained encoder. 0: the paper's
+    # reconstruction-only fine-tuning (stellarml's addition, see docs/dtl.rst)
+    "fine_tune_align": 0.0,  # encoder layers 1-4 frozen while fine-tuning [code/paper]
+    "cnn_epochs": 60,
+    # the label-using variant (`DTLModel.fine_tune_prepared`, stellarml's addition):
+    # the kept regressors trained further on observed latents with observed labels
+    "label_epochs": 100,
+    "label_lr": 1e-4,
+    "label_batch_size": 32,  # paper: 200
     "cnn_lr": 1e-3,  # paper: 0.01 on unscaled labels; ours on standardised labels
     "cnn_batch_size": 64,  # paper: 32
     "test_fraction": 0.3,  # synthetic test share: ensemble selection [paper]

@@ -287,32 +287,36 @@ class DTLModel(LabelModelBase):
             )
         return np.where(ivar > 0, flux, np.float32(0.0)), ivar
 
-    def _set_input_scale(self, flux, ivar):
-        """Per-pixel mean and scale of the synthetic training flux (for ``'standardise'``).
+    def _set_input_scale(self, flux, ivar, how):
+        """Per-pixel mean and scale of the synthetic training flux (``centre``, ``standardise``).
 
-        Masked pixels are left out; the scale is floored at a tenth of its
-        median, so that pixels the library barely varies (continuum) do not
-        turn small observed deviations into huge inputs.
+        Masked pixels are left out. ``"centre"``: one scale, the RMS deviation
+        over every pixel; ``"standardise"``: each pixel's standard deviation,
+        floored at a tenth of the median, so that pixels the library barely
+        varies (continuum) do not turn small observed deviations into huge inputs.
         """
         good = ivar > 0
         n = np.maximum(good.sum(axis=0), 1)
         mean = np.where(good, flux, 0.0).sum(axis=0) / n
         var = np.where(good, (flux - mean) ** 2, 0.0).sum(axis=0) / n
-        std = np.sqrt(var)
-        floor = 0.1 * float(np.median(std)) if np.median(std) > 0 else 1.0
+        if how == "centre":
+            std = np.full_like(var, np.sqrt(var.mean()))
+        else:
+            std = np.sqrt(var)
+            std = np.maximum(std, 0.1 * float(np.median(std)))
         self.input_mean_ = mean.astype(np.float32)
-        self.input_std_ = np.maximum(std, floor).astype(np.float32)
+        self.input_std_ = np.where(std > 0, std, 1.0).astype(np.float32)
 
     def _scaled(self, flux, ivar):
         """Network inputs and the good-pixel mask, as torch tensors.
 
         ``input_scaling="unit"``: flux / flux_scale clipped to [0, 1], masked
-        pixels at the continuum; ``"standardise"``: (flux - mean) / scale per
-        pixel, masked pixels at 0 (the synthetic mean).
+        pixels at the continuum; ``"centre"``, ``"standardise"``: (flux -
+        mean) / scale per pixel, masked pixels at 0 (the synthetic mean).
         """
         arch = self.get_config()["architecture"]
         mask = (ivar > 0).astype(np.float32)
-        if arch["input_scaling"] == "standardise":
+        if arch["input_scaling"] != "unit":
             x = np.where(mask > 0, (flux - self.input_mean_) / self.input_std_, np.float32(0.0))
         else:
             scale = float(arch["flux_scale"])
@@ -322,7 +326,7 @@ class DTLModel(LabelModelBase):
     def _unscaled(self, x):
         """Flux from network inputs or outputs ``(n, npix)`` (the inverse of `_scaled`)."""
         arch = self.get_config()["architecture"]
-        if arch["input_scaling"] == "standardise":
+        if arch["input_scaling"] != "unit":
             return x * self.input_std_ + self.input_mean_
         return x * float(arch["flux_scale"])
 
@@ -342,7 +346,7 @@ class DTLModel(LabelModelBase):
         return cache[key]
 
     def _new_autoencoder(self, width, arch):
-        output = "linear" if arch["input_scaling"] == "standardise" else "sigmoid"
+        output = "sigmoid" if arch["input_scaling"] == "unit" else "linear"
         return DenseAutoencoder(
             self.n_pix_, width, arch["latent_dim"], bottleneck=arch["bottleneck"], output=output
         )
@@ -445,9 +449,19 @@ class DTLModel(LabelModelBase):
             progress=bool(progress),
         )
 
-    def _ae_loss(self, l1):
+    def _ae_loss(self, l1, align=None):
+        """The autoencoder loss; ``align = (weight, member)`` adds the latent-alignment term."""
         arch = self.get_config()["architecture"]
         form, lam = arch["contractive"], float(arch["contractive_weight"])
+        if align is not None and align[0] > 0:
+            weight, member = float(align[0]), align[1]
+            reference = torch.from_numpy(np.asarray(member["reference"], np.float32))
+            mean = torch.from_numpy(np.asarray(member["latent_mean"], np.float32))
+            scale = torch.from_numpy(np.asarray(member["latent_std"], np.float32))
+            bandwidth = _median_bandwidth(reference)
+            gen = torch.Generator().manual_seed(int(self.seed))
+        else:
+            weight = 0.0
 
         def loss_fn(net, batch):
             x, mask = batch
@@ -458,7 +472,15 @@ class DTLModel(LabelModelBase):
             act = sum(a.abs().sum(1).mean() for a in activity)
             contractive = contractive_penalty(net, x, z, pre, form) if lam else mse.new_zeros(())
             loss = mse + float(l1) * act + lam * contractive
-            return {"loss": loss, "mse": mse.detach(), "contractive": contractive.detach()}
+            out = {"mse": mse.detach(), "contractive": contractive.detach()}
+            if weight:
+                pick = torch.randint(reference.shape[0], (max(z.shape[0], 64),), generator=gen)
+                zs = (z - mean.to(z.device)) / scale.to(z.device)
+                mmd = _mmd2(zs, reference[pick].to(z.device), bandwidth)
+                loss = loss + weight * mmd
+                out["mmd2"] = mmd.detach()
+            out["loss"] = loss
+            return out
 
         return loss_fn
 
@@ -537,8 +559,8 @@ class DTLModel(LabelModelBase):
         order = rng.permutation(flux.shape[0])
         n_test = max(2, round(train["test_fraction"] * flux.shape[0]))
         test, tr = np.sort(order[:n_test]), np.sort(order[n_test:])
-        if arch["input_scaling"] == "standardise":
-            self._set_input_scale(flux[tr], ivar[tr])
+        if arch["input_scaling"] != "unit":
+            self._set_input_scale(flux[tr], ivar[tr], arch["input_scaling"])
         x, mask = self._scaled(flux, ivar)
         self.label_mean_ = labels[tr].mean(axis=0)
         std = labels[tr].std(axis=0)
@@ -691,7 +713,8 @@ class DTLModel(LabelModelBase):
                 seed,
                 progress,
             )
-            trainer.fit(net, self._ae_loss(member["l1"]), (x, mask))
+            align = (float(train["fine_tune_align"]), member)
+            trainer.fit(net, self._ae_loss(member["l1"], align), (x, mask))
             net.cpu().eval()
             state = _state(net)
             member["adapted"] = {
@@ -749,6 +772,90 @@ class DTLModel(LabelModelBase):
         member["regressors"] = [states[j] for j in best]
         member["regressor_mse"] = [float(np.mean(mses[j])) for j in best]
         member["reference"] = zs[tr[: int(cfg["training"]["reference_size"])]]
+
+    def fine_tune_prepared(self, flux, labels, ivar=None, *, flags=None, ids=None, progress=False):
+        """A copy whose regressors are also trained on labelled observed spectra.
+
+        The label-using variant of DTL (stellarml's addition, not in the
+        paper): each kept regressor starts from its synthetic-trained weights
+        and is trained further (``label_epochs`` at ``label_lr``) on the
+        latents the observed encoder gives these spectra (the fine-tuned one
+        when the model is adapted), against their labels. The autoencoders are
+        unchanged. Missing labels (NaN) are left out of the loss label by label.
+
+        Parameters
+        ----------
+        flux, ivar : array-like
+            ``(n, npix)`` observed flux and inverse variance on the model grid.
+        labels : array-like
+            ``(n, L)`` reference labels in `label_names` order and registry units.
+        flags : array-like of int, optional
+            Rows with a fatal bit are left out.
+        ids : sequence, optional
+            Identifiers, recorded in the provenance.
+        progress : bool
+            Progress bars.
+
+        Returns
+        -------
+        model : `DTLModel`
+            A new model (``self`` is unchanged); ``provenance_["fine_tune"]``
+            records that labels were used.
+        """
+        from ...flags import FATAL
+
+        self._check_fitted()
+        train = self.get_config()["training"]
+        flux, ivar = self._arrays(flux, ivar)
+        labels = np.asarray(labels, dtype=np.float64).reshape(flux.shape[0], -1)
+        if labels.shape[1] != len(self.label_names):
+            raise ValueError(
+                f"labels must be ({flux.shape[0]}, {len(self.label_names)}) for "
+                f"{list(self.label_names)}, got {labels.shape}"
+            )
+        keep = np.isfinite(labels).any(axis=1) & ((ivar > 0).sum(axis=1) > 0)
+        if flags is not None:
+            keep &= (np.asarray(flags, dtype=np.int64) & int(FATAL)) == 0
+        if keep.sum() < 2:
+            raise ValueError(f"fine-tuning needs >= 2 labelled, usable spectra; got {keep.sum()}")
+        y = (labels[keep] - self.label_mean_) / self.label_std_
+        known = np.isfinite(y)
+        y = np.where(known, y, 0.0).astype(np.float32)
+        latents, _ = self.encode_prepared(flux[keep], ivar[keep])
+        out = copy.deepcopy(self)
+        out._clear_cache()
+
+        def loss_fn(module, batch):
+            z, target, weight = batch
+            return ((module(z) - target) ** 2 * weight).sum() / weight.sum().clamp_min(1.0)
+
+        for k, member in enumerate(out.members_):
+            zs = ((latents[k] - member["latent_mean"]) / member["latent_std"]).astype(np.float32)
+            weight = torch.from_numpy(known.astype(np.float32))
+            data = (torch.from_numpy(zs), torch.from_numpy(y), weight)
+            for j in range(len(member["regressors"])):
+                net = copy.deepcopy(self._regressor(k, j)).train()
+                trainer = self._trainer(
+                    train["label_epochs"],
+                    min(int(train["label_batch_size"]), zs.shape[0]),
+                    train["label_lr"],
+                    int(self.seed) + 2000 + 10 * k + j,
+                    progress,
+                )
+                trainer.fit(net, loss_fn, data)
+                member["regressors"][j] = _state(net.cpu().eval())
+        out._clear_cache()
+        out.provenance_ = {
+            **dict(self.provenance_ or {}),
+            "fine_tune": {
+                "date": utc_now(),
+                "n_spectra": int(keep.sum()),
+                "n_excluded": int((~keep).sum()),
+                "ids": None if ids is None else [str(i) for i in np.asarray(ids)[keep]],
+                "labels_used": True,
+            },
+        }
+        return out
 
     def adapt(self, spectra, *, progress=False, **prepare_kw):
         """A copy of the model adapted to unlabelled spectra, in one call.
@@ -909,6 +1016,7 @@ class DTLModel(LabelModelBase):
             meta["training_library"] = str(source["name"])
         adapt = prov.get("adapt") or {}
         meta["adapted"] = bool(adapt)
+        meta["labels_fine_tuned"] = bool(prov.get("fine_tune"))
         if adapt:
             meta["adapt_n_spectra"] = int(adapt.get("n_spectra", 0))
             name = (adapt.get("source") or {}).get("name")
@@ -935,6 +1043,24 @@ def _latent_scale(z):
     rms = float(np.sqrt(np.mean((z - mean) ** 2)))
     scale = np.full(z.shape[1], rms if rms > 1e-8 else 1.0, dtype=np.float32)
     return mean.astype(np.float32), scale
+
+
+def _median_bandwidth(x):
+    """Median pairwise distance of the rows of a tensor (the Gaussian-kernel bandwidth)."""
+    d = torch.pdist(x[: min(x.shape[0], 1000)])
+    d = d[d > 0]
+    return float(d.median()) if d.numel() else 1.0
+
+
+def _mmd2(x, y, bandwidth):
+    """Differentiable biased MMD² of samples ``x`` and ``y`` with a Gaussian kernel."""
+    g = 2.0 * bandwidth * bandwidth
+
+    def k(a, b):  # squared distances without the NaN gradient of a zero distance
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+        return torch.exp(-d2.clamp_min(0.0) / g).mean()
+
+    return k(x, x) + k(y, y) - 2.0 * k(x, y)
 
 
 def _min_distance(a, b, chunk=2048):

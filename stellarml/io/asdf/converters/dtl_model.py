@@ -120,7 +120,7 @@ class DTLModelConverter(LabelModelConverter):
                 }
             )
         model.members_ = members
-        if model.get_config()["architecture"]["input_scaling"] == "standardise":
+        if model.get_config()["architecture"]["input_scaling"] != "unit":
             for key in ("input_mean", "input_std"):
                 value = np.asarray(node.get(key, np.zeros(0)), dtype=np.float32)
                 if value.shape != (model.n_pix_,) or not np.isfinite(value).all():
