@@ -1,7 +1,8 @@
 """Array-level augmentation of spectral libraries: noise, RV jitter, continuum distortion.
 
 Noise comes from an S/N (`add_noise`) or from an error spectrum (`add_noise_from_error`,
-e.g. a real instrument's, see `stellarml.spectra.error_from_spectrum`).
+e.g. a real instrument's, see `stellarml.spectra.error_from_spectrum`). `draw_vsini`
+draws the rotation velocities of `stellarml.libraries.SpectralLibrary.broaden_rotation`.
 
 All functions work on a batch: ``flux`` is a ``(n, npix)`` array sharing one
 wavelength grid (Angstrom), and every operation is vectorised over the batch.
@@ -12,18 +13,24 @@ These are the building blocks of `stellarml.libraries.SpectralLibrary.add_noise`
 and `stellarml.libraries.SpectralLibrary.augment`.
 """
 
+import astropy.units as u
 import numpy as np
 from numpy.polynomial import legendre
 
 from ..spectra import C_KMS, doppler_shift_wavelength
 
 __all__ = [
+    "VSINI_DISTRIBUTIONS",
     "add_noise",
     "add_noise_from_error",
     "continuum_distortion",
     "doppler_shift_flux",
     "draw_snr",
+    "draw_vsini",
 ]
+
+#: Distributions `draw_vsini` can draw a vsini range from.
+VSINI_DISTRIBUTIONS = ("uniform", "log-uniform")
 
 
 def _rng(seed):
@@ -80,6 +87,78 @@ def draw_snr(snr, n, *, seed=None):
         )
     if not np.all(np.isfinite(values) & (values > 0)):
         raise ValueError("snr values must be positive and finite")
+    return values
+
+
+def _kms_values(value, name):
+    """Float64 array [km/s] from a number, sequence or velocity Quantity."""
+    if isinstance(value, u.Quantity):
+        try:
+            return np.asarray(value.to_value(u.km / u.s), dtype=float)
+        except u.UnitConversionError:
+            raise u.UnitsError(f"{name} has unit {value.unit!s}; expected a velocity") from None
+    return np.asarray(value, dtype=float)
+
+
+def draw_vsini(vsini, n, *, distribution="uniform", seed=None):
+    """Turn a vsini specification into one projected rotation velocity per spectrum.
+
+    Parameters
+    ----------
+    vsini : float, tuple of two floats, array-like of shape (n,) or `~astropy.units.Quantity`
+        A number gives every spectrum that vsini [km/s]. A *tuple*
+        ``(lo, hi)`` draws each spectrum's vsini from ``distribution`` on
+        ``[lo, hi]`` (its elements may be velocity Quantities). Any other
+        sequence or array is one vsini per spectrum (use a tuple only for a
+        range). Values must be finite and >= 0 km/s.
+    n : int
+        Number of spectra.
+    distribution : {"uniform", "log-uniform"}
+        How a range is drawn: uniform in vsini, or uniform in ln(vsini)
+        (needs ``lo > 0``). Ignored for a number or per-spectrum values.
+    seed : int, `numpy.random.Generator` or None
+        Random seed (only used for a range).
+
+    Returns
+    -------
+    vsini : ndarray of shape (n,)
+        Projected rotation velocity per spectrum [km/s] (float64).
+
+    Raises
+    ------
+    ValueError
+        For negative or non-finite values, a range with ``lo > hi`` (or
+        ``lo = 0`` with ``"log-uniform"``), an unknown distribution, or a
+        wrong number of values.
+    """
+    if distribution not in VSINI_DISTRIBUTIONS:
+        raise ValueError(
+            f"vsini distribution must be one of {VSINI_DISTRIBUTIONS}, got {distribution!r}"
+        )
+    if isinstance(vsini, tuple):
+        if len(vsini) != 2:
+            raise ValueError(f"a vsini range must be a (lo, hi) tuple, got {vsini!r}")
+        lo, hi = (float(_kms_values(v, "vsini")) for v in vsini)
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+            raise ValueError(
+                f"vsini range must satisfy 0 <= lo <= hi (finite, km/s), got ({lo}, {hi})"
+            )
+        rng = _rng(seed)
+        if distribution == "uniform":
+            return rng.uniform(lo, hi, size=n)
+        if lo <= 0:
+            raise ValueError(f"a log-uniform vsini range needs lo > 0 km/s, got ({lo}, {hi})")
+        return np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))
+    values = _kms_values(vsini, "vsini")
+    if values.ndim == 0:
+        values = np.full(n, float(values))
+    elif values.shape != (n,):
+        raise ValueError(
+            f"vsini must be a number, a (lo, hi) tuple or one value per spectrum ({n}), "
+            f"got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values) & (values >= 0)):
+        raise ValueError("vsini values must be finite and >= 0 km/s")
     return values
 
 

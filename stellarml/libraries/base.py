@@ -20,6 +20,10 @@ CHUNK_ELEMENTS = 2**22
 
 _MEDIA = ("air", "vacuum")
 
+#: `SpectralLibrary.broaden_rotation` on a grid not uniform in ln(lambda): the
+#: log-uniform grid it broadens on has this many pixels per finest input pixel.
+ROTATION_OVERSAMPLE = 4
+
 
 def _as_label_table(labels, *, assign_units=False, label_names=None):
     """Validate ``labels`` and return a new `~astropy.table.QTable` in registry units.
@@ -152,6 +156,18 @@ def _rows_per_chunk(chunk_size, npix):
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     return int(chunk_size)
+
+
+def _interpolation_operator(x_in, x_out):
+    """Sparse (len(x_out), len(x_in)) linear interpolation; x_out inside x_in."""
+    import scipy.sparse as sp
+
+    j = np.clip(np.searchsorted(x_in, x_out, side="right") - 1, 0, x_in.size - 2)
+    t = (x_out - x_in[j]) / (x_in[j + 1] - x_in[j])
+    rows = np.repeat(np.arange(x_out.size), 2)
+    cols = np.column_stack([j, j + 1]).ravel()
+    vals = np.column_stack([1.0 - t, t]).ravel()
+    return sp.csr_matrix((vals, (rows, cols)), shape=(x_out.size, x_in.size))
 
 
 def _chunks(n, size):
@@ -630,6 +646,176 @@ class SpectralLibrary:
         }
         meta = {**self.meta, "augmentation": [*self.meta.get("augmentation", []), record]}
         return self._replace(labels=self.labels[rows], flux=flux, ivar=ivar, meta=meta)
+
+    def broaden_rotation(
+        self, vsini, *, distribution="uniform", epsilon=None, seed=None, chunk_size=None
+    ):
+        """Broaden every spectrum by stellar rotation and add a ``vsini`` label column.
+
+        Spectrum ``i`` is convolved in velocity with the rotation profile of
+        Gray (2005) at its own ``vsini[i]`` with linear limb darkening
+        ``epsilon`` (`stellarml.spectra.rotational_broaden`). Convolutions
+        commute, so broadening a library already degraded to an LSF gives the
+        spectrum of a rotating star seen through that LSF. On a grid uniform
+        in ln(lambda) the convolution is exact (FFT, all spectra at once, in
+        chunks). On any other grid (e.g. the 0.1 Angstrom grid of the Doppler
+        emulator) each chunk is resampled flux-conservingly
+        (`stellarml.spectra.resample_flux`) onto a log-uniform grid
+        ``stellarml.libraries.base.ROTATION_OVERSAMPLE`` (4) times finer than
+        the grid's finest step, broadened there by FFT and interpolated
+        linearly back to the pixel centres: one FFT for all vsini instead of
+        a sparse operator per distinct vsini (0.25 s each for the 33,000
+        pixels of an optical library; about 10 ms per spectrum this way).
+        Against that exact path the difference is at most 2e-4 of the
+        continuum (largest at a vsini of about a pixel) for lines of
+        R = 1500 width on 0.1 Angstrom pixels, but reaches per cent for
+        spectra with structure at the pixel scale (an unbroadened emulator
+        at a vsini of a pixel or less). A spectrum with ``vsini = 0`` is
+        copied unchanged.
+
+        No flux is invented at the edges: a pixel whose kernel would reach
+        past the ends of the grid cannot be computed, so the grid is trimmed
+        by ``max(vsini) / c`` (plus three pixels) in ln(lambda) at both
+        ends. Give the library that much wavelength margin beyond the model
+        grid (``[pretrain] wavelength_margin`` does). Broaden noise-free
+        spectra and add noise afterwards: with ``ivar`` only the diagonal of
+        the (now correlated) noise is propagated.
+
+        Parameters
+        ----------
+        vsini : float, (lo, hi) tuple, array-like of shape (n,) or `~astropy.units.Quantity`
+            Projected rotation velocity [km/s], >= 0: one for all, a range
+            (a *tuple*) drawn per spectrum from ``distribution``, or one per
+            spectrum (see `stellarml.libraries.augment.draw_vsini`).
+        distribution : {"uniform", "log-uniform"}
+            How a range is drawn (log-uniform needs ``lo > 0``).
+        epsilon : float, optional
+            Linear limb-darkening coefficient in [0, 1] (default
+            `stellarml.spectra.kernels.DEFAULT_LIMB_DARKENING`, 0.6).
+        seed : int, `numpy.random.Generator` or None
+            Random seed of the draws from a range.
+        chunk_size : int, optional
+            Spectra processed at once (default from
+            ``stellarml.libraries.base.CHUNK_ELEMENTS``); the result does not
+            depend on it beyond rounding.
+
+        Returns
+        -------
+        library : `SpectralLibrary`
+            Same class and LSF, on the trimmed grid, with a ``vsini`` label
+            column [km/s]; ``meta["rotation"]`` records the parameters.
+
+        Raises
+        ------
+        ValueError
+            For negative or non-finite vsini, a range with ``lo > hi``, an
+            unknown distribution, ``epsilon`` outside [0, 1], a library that
+            already has a ``vsini`` label (rotation profiles do not add up),
+            or a grid too short for the largest vsini.
+
+        Examples
+        --------
+        >>> import numpy as np, astropy.units as u
+        >>> from stellarml.libraries import SpectralLibrary
+        >>> from stellarml.spectra import log_lambda_grid
+        >>> wave = log_lambda_grid(5000.0, 5100.0, 1e-5)          # 3 km/s pixels
+        >>> line = 1 - 0.5 * np.exp(-0.5 * ((wave - 5050) / 0.2) ** 2)
+        >>> lib = SpectralLibrary.from_arrays({"teff": [5000.0] * 3}, wave, [line] * 3)
+        >>> spun = lib.broaden_rotation(np.array([0.0, 50.0, 200.0]))
+        >>> spun.labels["vsini"].unit, np.round(spun.flux.min(axis=1), 2)
+        (Unit("km / s"), array([0.5 , 0.8 , 0.95]))
+        """
+        from ..spectra import C_KMS, log_lambda_grid, resample_flux, rotational_broaden
+        from ..spectra.kernels import DEFAULT_LIMB_DARKENING, LOG_GRID_RTOL
+
+        if "vsini" in self.labels.colnames:
+            raise ValueError(
+                "the library already has a vsini label: a second rotation profile does not "
+                "add up to a rotation at another vsini; broaden the unrotated library"
+            )
+        eps = DEFAULT_LIMB_DARKENING if epsilon is None else float(epsilon)
+        if not (np.isfinite(eps) and 0.0 <= eps <= 1.0):
+            raise ValueError(f"limb-darkening coefficient epsilon must be in [0, 1], got {eps}")
+        values = _augment.draw_vsini(vsini, len(self), distribution=distribution, seed=seed)
+        wave = self._wave
+        lnw = np.log(wave)
+        dlog = np.diff(lnw)
+        log_uniform = bool(np.all(np.abs(dlog - dlog.mean()) <= LOG_GRID_RTOL * dlog.mean()))
+        vmax = float(values.max()) if values.size else 0.0
+        keep = np.ones(wave.size, dtype=bool)
+        if vmax > 0:
+            pad = vmax / C_KMS + 3 * float(dlog.max())
+            keep = (lnw >= lnw[0] + pad) & (lnw <= lnw[-1] - pad)
+            if keep.sum() < 2:
+                raise ValueError(
+                    f"the grid {wave[0]:.2f}-{wave[-1]:.2f} Angstrom is too short for vsini up "
+                    f"to {vmax:g} km/s: pixels within vsini of either end cannot be broadened"
+                )
+        out_wave = wave[keep]
+        work = back = None
+        if not log_uniform:  # a log-uniform grid inside this one, finer than its finest step
+            step = float(dlog.max())
+            work = log_lambda_grid(
+                wave[0] * np.exp(step), wave[-1] * np.exp(-step), dlog.min() / ROTATION_OVERSAMPLE
+            )
+            back = _interpolation_operator(work, out_wave)
+        flux = np.empty((len(self), out_wave.size), dtype=self.flux.dtype)
+        ivar = None if self.ivar is None else np.empty_like(flux)
+        size = wave.size if work is None else work.size
+        for sl in _chunks(len(self), _rows_per_chunk(chunk_size, size)):
+            f = self.flux[sl]
+            iv = None if self.ivar is None else self.ivar[sl]
+            v = values[sl]
+            if work is None:
+                result = rotational_broaden(wave, f, v, epsilon=eps, ivar=iv)
+                f_out, iv_out = result if iv is not None else (result, None)
+                flux[sl] = f_out[:, keep]
+                if ivar is not None:
+                    ivar[sl] = iv_out[:, keep]
+                continue
+            flux[sl] = f[:, keep]
+            if ivar is not None:
+                ivar[sl] = iv[:, keep]
+            moving = np.flatnonzero(v > 0)
+            if not moving.size:
+                continue
+            iv_m = None if iv is None else iv[moving]
+            fw, ivw = resample_flux(wave, f[moving], iv_m, work)
+            if iv is None:  # uncovered work pixels (none inside the grid) count as bad
+                fb = rotational_broaden(work, np.where(ivw > 0, fw, np.nan), v[moving], epsilon=eps)
+                fo = np.asarray(back @ fb.T).T
+            else:
+                fb, ivb = rotational_broaden(work, fw, v[moving], epsilon=eps, ivar=ivw)
+                bad = ivb <= 0
+                var = np.where(bad, 0.0, 1.0 / np.where(bad, 1.0, ivb))
+                fo = np.asarray(back @ np.where(bad, 0.0, fb).T).T
+                var_o = np.asarray(back.multiply(back) @ var.T).T
+                lost = np.asarray(back @ bad.T.astype(np.float64)).T > 0
+                ivar[sl.start + moving] = np.where(lost | (var_o <= 0), 0.0, 1.0 / var_o)
+                fo = np.where(lost, 0.0, fo)
+            flux[sl.start + moving] = fo
+        is_range = isinstance(vsini, tuple)
+        if is_range:  # the range asked for (draw_vsini has checked it)
+            span = [float(_augment._kms_values(x, "vsini")) for x in vsini]
+        else:
+            span = [float(values.min()), vmax] if values.size else [0.0, 0.0]
+        record = {
+            "vsini_range_kms": span,
+            "distribution": distribution if is_range else None,
+            "epsilon": eps,
+            "seed": seed if isinstance(seed, int) else None,
+            "log_resampled": work is not None,
+            "wavelength": [float(out_wave[0]), float(out_wave[-1]), int(out_wave.size)],
+        }
+        labels = self.labels.copy()
+        labels["vsini"] = values * (u.km / u.s)
+        return self._replace(
+            labels=labels,
+            wavelength=out_wave * u.AA,
+            flux=flux,
+            ivar=ivar,
+            meta={**self.meta, "rotation": record},
+        )
 
     def prepare(self, settings, *, chunk_size=None, **kw):
         """Put the library on a model's grid with `stellarml.spectra.prepare_arrays`.

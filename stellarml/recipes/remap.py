@@ -25,7 +25,14 @@ A configuration has these tables (see ``scripts/remap-optical-r2000.toml``):
     ``emulator`` (path to a polynomial emulator npz), ``n_spectra``,
     ``design``, ``seed``, optional ``ranges`` (``label = [lo, hi]``),
     ``wavelength_margin`` [Angstrom], ``rv_jitter`` [km/s],
-    ``continuum_distortion``.
+    ``continuum_distortion``, and for rotating stars ``vsini = [lo, hi]``
+    [km/s] with optional ``vsini_distribution`` (``"uniform"``, the
+    default, or ``"log-uniform"``) and ``limb_darkening`` (linear epsilon,
+    default 0.6): every spectrum is rotationally broadened at its own
+    vsini (`~stellarml.libraries.SpectralLibrary.broaden_rotation`) before
+    the RV jitter and continuum distortion, and the library gains a
+    ``vsini`` label; ``wavelength_margin`` must exceed the largest vsini's
+    Doppler width.
 ``[calibration]`` (optional)
     Reference stars and the correction (`stellarml.recipes.calibration`):
     after fine-tuning, the reference stars are predicted out of fold (by
@@ -167,6 +174,17 @@ def build_pretrain_library(cfg, preparation):
     model grid, converted to the emulator's medium), then sampled. With
     instrument windows (`stellarml.recipes.instrument`) the pixels outside
     them get no data (`~stellarml.recipes.instrument.mask_outside_windows`).
+    With ``vsini = [lo, hi]`` the sampled spectra are rotationally broadened
+    (`~stellarml.libraries.SpectralLibrary.broaden_rotation`, seed
+    ``[pretrain] seed + 2``) on that wider grid, before the augmentation;
+    the broadening trims the margin by the largest vsini's Doppler width, so
+    no model pixel is broadened from flux beyond the emulated window.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``vsini`` range (not two numbers, negative, non-finite,
+        ``lo > hi``) or a ``wavelength_margin`` too small for it.
     """
     from ..libraries import PolynomialEmulatorLibrary
     from ..spectra import air_to_vacuum, vacuum_to_air
@@ -182,13 +200,30 @@ def build_pretrain_library(cfg, preparation):
     degraded = emulator.degrade(
         resolution=preparation.resolution, wavelength_range=(lo - margin, hi + margin) * u.AA
     )
+    vsini = _vsini_range(p, margin, hi)
+    seed = int(p.get("seed", cfg["model"].get("seed", 0)))
     ranges = {k: tuple(v) for k, v in p.get("ranges", {}).items()} or None
     library = degraded.sample(
         int(p.get("n_spectra", 20000)),
         ranges=ranges,
         design=p.get("design", "training"),
-        seed=int(p.get("seed", cfg["model"].get("seed", 0))),
+        seed=seed,
     )
+    if vsini is not None:
+        library = library.broaden_rotation(
+            vsini,
+            distribution=p.get("vsini_distribution", "uniform"),
+            epsilon=p.get("limb_darkening"),
+            seed=seed + 2,
+        )
+        covered = library.wavelength.to_value(u.AA)
+        edges = lo * np.sqrt(grid[0] / grid[1]), hi * np.sqrt(grid[-1] / grid[-2])
+        if covered[0] > edges[0] or covered[-1] < edges[1]:  # a safety net behind _vsini_range
+            raise ValueError(
+                f"[pretrain] wavelength_margin = {margin:g} Angstrom is too small for vsini up "
+                f"to {vsini[1]:g} km/s: the broadened library covers {covered[0]:.1f}-"
+                f"{covered[-1]:.1f} Angstrom, the model grid {lo:.1f}-{hi:.1f}"
+            )
     rv_jitter = float(p.get("rv_jitter", 0.0))
     distortion = float(p.get("continuum_distortion", 0.0))
     if rv_jitter or distortion:
@@ -201,6 +236,38 @@ def build_pretrain_library(cfg, preparation):
     if windows is not None:  # no data between an instrument's windows, as in its spectra
         mask_outside_windows(library, windows, preparation.medium)
     return library
+
+
+def _vsini_range(p, margin, hi):
+    """The ``[pretrain] vsini`` range as a (lo, hi) tuple [km/s], or None; checked."""
+    from ..spectra import C_KMS
+
+    if "vsini" not in p:
+        for key in ("vsini_distribution", "limb_darkening"):
+            if key in p:
+                raise ValueError(f"[pretrain] {key} needs a vsini = [lo, hi] range (km/s)")
+        return None
+    value = p["vsini"]
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(
+            f"[pretrain] vsini must be a [lo, hi] pair of numbers (km/s), got {value!r}"
+        )
+    lo_v, hi_v = float(value[0]), float(value[1])
+    if not (np.isfinite(lo_v) and np.isfinite(hi_v) and 0 <= lo_v <= hi_v):
+        raise ValueError(
+            f"[pretrain] vsini = [lo, hi] needs 0 <= lo <= hi, finite (km/s); got {value!r}"
+        )
+    reach = hi_v / C_KMS * (hi + margin)  # Doppler width of the largest vsini [Angstrom]
+    if reach >= margin:
+        raise ValueError(
+            f"[pretrain] wavelength_margin = {margin:g} Angstrom is too small for vsini up to "
+            f"{hi_v:g} km/s (its Doppler width at the red end is {reach:.1f} Angstrom)"
+        )
+    return (lo_v, hi_v)
 
 
 def build_finetune_library(cfg, *, ids=None, exclude_ids=None):

@@ -10,6 +10,7 @@ from stellarml.recipes.remap import (
     build_finetune_library,
     build_model,
     build_preparation,
+    build_pretrain_library,
     in_bins,
 )
 
@@ -97,6 +98,59 @@ def test_finetune_library_ids_and_exclusion(tiny_config):
     assert sorted(lib.labels["id"]) == ["0001", "0005", "0006", "0008", "0009", "0010"]
     model = build_model(cfg, build_preparation(cfg))
     assert in_bins(model, lib).all()
+
+
+def test_pretrain_library_with_vsini(tiny_config):
+    cfg = load_config(tiny_config)
+    p = cfg["pretrain"]
+    p.update(n_spectra=24, rv_jitter=3.0, continuum_distortion=0.03)
+    prep = build_preparation(cfg)
+    plain = build_pretrain_library(cfg, prep)
+    p["vsini"] = [0.0, 0.0]  # no rotation: the same library plus a vsini column of zeros
+    still = build_pretrain_library(cfg, prep)
+    assert np.array_equal(still.flux, plain.flux)
+    assert np.all(still.labels["vsini"] == 0 * u.km / u.s)
+    p.update(vsini=[50.0, 250.0], vsini_distribution="log-uniform", limb_darkening=0.4)
+    spun = build_pretrain_library(cfg, prep)
+    values = spun.labels["vsini"].to_value(u.km / u.s)
+    assert spun.labels["vsini"].unit == u.km / u.s and values.min() >= 50 and values.max() <= 250
+    rot = spun.meta["rotation"]
+    assert rot["vsini_range_kms"] == [50.0, 250.0] and rot["distribution"] == "log-uniform"
+    assert rot["epsilon"] == 0.4 and rot["seed"] == 5  # [pretrain] seed + 2
+    # broadened before the augmentation (which sees the trimmed grid), same labels otherwise
+    assert len(spun.meta["augmentation"]) == 1
+    assert spun.meta["augmentation"][0]["rv_kms"].shape == (24,)
+    assert np.array_equal(spun.label_array(["teff"]), plain.label_array(["teff"]))
+    # the trimmed library still covers the model grid, and lines are shallower
+    grid = prep.wavelength.to_value(u.AA)
+    wave = spun.wavelength.to_value(u.AA)
+    assert wave[0] < grid[0] - 30 and wave[-1] > grid[-1] + 30  # 60 A margin less < 10 A
+    batch, ref = spun.prepare(prep), plain.prepare(prep)
+    assert np.array_equal(batch.flags, ref.flags)  # NO_UNCERTAINTY only, as without vsini
+    assert np.all(np.std(batch.flux, axis=1) < np.std(ref.flux, axis=1))
+    assert np.array_equal(build_pretrain_library(cfg, prep).flux, spun.flux)  # seeded
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"vsini": [-5.0, 100.0]}, "0 <= lo <= hi"),
+        ({"vsini": [200.0, 100.0]}, "0 <= lo <= hi"),
+        ({"vsini": [0.0, float("inf")]}, "finite"),
+        ({"vsini": 100.0}, r"\[lo, hi\] pair"),
+        ({"vsini": [0.0, 100.0, 200.0]}, r"\[lo, hi\] pair"),
+        ({"vsini": [0.0, 300.0], "wavelength_margin": 5.0}, "wavelength_margin = 5 "),
+        ({"vsini_distribution": "uniform"}, "needs a vsini"),
+        ({"vsini": [0.0, 100.0], "vsini_distribution": "normal"}, "distribution"),
+        ({"vsini": [0.0, 100.0], "vsini_distribution": "log-uniform"}, "lo > 0"),
+        ({"vsini": [0.0, 100.0], "limb_darkening": 2.0}, "epsilon"),
+    ],
+)
+def test_pretrain_vsini_rejected(tiny_config, extra, match):
+    cfg = load_config(tiny_config)
+    cfg["pretrain"].update(n_spectra=4, **extra)
+    with pytest.raises(ValueError, match=match):
+        build_pretrain_library(cfg, build_preparation(cfg))
 
 
 def test_train_tiny_end_to_end(tiny_config, tmp_path):
