@@ -33,8 +33,9 @@ import torch
 from astropy.table import Table
 
 from stellarml import derive_labels
-from stellarml._utils import data_dir
+from stellarml._utils import data_dir, plain_tree
 from stellarml.flags import FATAL
+from stellarml.io.asdf import read_model
 from stellarml.models.dtl import domain_gap
 from stellarml.recipes import load_config
 from stellarml.recipes.dtl import build_model
@@ -74,6 +75,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--n-spectra", type=int, default=None, help="override [pretrain] n_spectra")
     p.add_argument("--permutations", type=int, default=200)
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="a synthetic-only (unadapted) model of --config to start from instead of training "
+        "one (e.g. written by recipes.dtl.train(..., pretrained_output=...))",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -83,12 +90,19 @@ def main(argv=None):
     if args.n_spectra:
         cfg["pretrain"]["n_spectra"] = args.n_spectra
     prep = build_preparation(cfg)
-    model = build_model(cfg, prep)
     library = build_pretrain_library(cfg, prep)
     batch = library.prepare(prep)
-    model.fit_prepared(
-        batch.flux, library.label_array(list(LABELS)), ivar=batch.ivar, flags=batch.flags
-    )
+    if args.pretrained:
+        model = read_model(args.pretrained)
+        if model.is_adapted():
+            raise SystemExit(f"{args.pretrained} is adapted; pass the synthetic-only model")
+        if plain_tree(model.get_config()) != plain_tree(build_model(cfg, prep).get_config()):
+            raise SystemExit(f"{args.pretrained} was not trained with {args.config}")
+    else:
+        model = build_model(cfg, prep)
+        model.fit_prepared(
+            batch.flux, library.label_array(list(LABELS)), ivar=batch.ivar, flags=batch.flags
+        )
     t_fit = time.perf_counter() - t0
     syn_flux = batch.flux[np.random.default_rng(args.seed).permutation(len(batch))[:1000]]
     del library, batch

@@ -50,6 +50,18 @@ def _batch(flux, name="flux"):
     return flux
 
 
+def _per_spectrum(values, n, name):
+    """``values`` as one float per spectrum ``(n,)`` (a scalar is repeated)."""
+    if values.ndim == 0:
+        return np.full(n, float(values))
+    if values.shape != (n,):
+        raise ValueError(
+            f"{name} must be a number, a (lo, hi) tuple or one value per spectrum ({n}), "
+            f"got shape {values.shape}"
+        )
+    return values
+
+
 def draw_snr(snr, n, *, seed=None):
     """Turn an S/N specification into one S/N value per spectrum.
 
@@ -77,14 +89,7 @@ def draw_snr(snr, n, *, seed=None):
         if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
             raise ValueError(f"S/N range must satisfy 0 < lo <= hi (finite), got ({lo}, {hi})")
         return _rng(seed).uniform(lo, hi, size=n)
-    values = np.asarray(snr, dtype=float)
-    if values.ndim == 0:
-        values = np.full(n, float(values))
-    elif values.shape != (n,):
-        raise ValueError(
-            f"snr must be a number, a (lo, hi) tuple or one value per spectrum ({n}), "
-            f"got shape {values.shape}"
-        )
+    values = _per_spectrum(np.asarray(snr, dtype=float), n, "snr")
     if not np.all(np.isfinite(values) & (values > 0)):
         raise ValueError("snr values must be positive and finite")
     return values
@@ -149,14 +154,7 @@ def draw_vsini(vsini, n, *, distribution="uniform", seed=None):
         if lo <= 0:
             raise ValueError(f"a log-uniform vsini range needs lo > 0 km/s, got ({lo}, {hi})")
         return np.exp(rng.uniform(np.log(lo), np.log(hi), size=n))
-    values = _kms_values(vsini, "vsini")
-    if values.ndim == 0:
-        values = np.full(n, float(values))
-    elif values.shape != (n,):
-        raise ValueError(
-            f"vsini must be a number, a (lo, hi) tuple or one value per spectrum ({n}), "
-            f"got shape {values.shape}"
-        )
+    values = _per_spectrum(_kms_values(vsini, "vsini"), n, "vsini")
     if not np.all(np.isfinite(values) & (values >= 0)):
         raise ValueError("vsini values must be finite and >= 0 km/s")
     return values
