@@ -739,15 +739,9 @@ class DTLModel(LabelModelBase):
         }
         out.provenance_ = {
             **dict(self.provenance_ or {}),
-            "adapt": {
-                "date": utc_now(),
-                "n_spectra": int(keep.sum()),
-                "n_excluded": int((~keep).sum()),
-                "ids": None if ids is None else [str(i) for i in np.asarray(ids)[keep]],
-                "frozen_layers": prefixes,
-                "labels_used": False,
-                "source": dict(source or {}),
-            },
+            "adapt": _record(
+                keep, ids, frozen_layers=prefixes, labels_used=False, source=dict(source or {})
+            ),
         }
         return out
 
@@ -847,13 +841,7 @@ class DTLModel(LabelModelBase):
         out._clear_cache()
         out.provenance_ = {
             **dict(self.provenance_ or {}),
-            "fine_tune": {
-                "date": utc_now(),
-                "n_spectra": int(keep.sum()),
-                "n_excluded": int((~keep).sum()),
-                "ids": None if ids is None else [str(i) for i in np.asarray(ids)[keep]],
-                "labels_used": True,
-            },
+            "fine_tune": _record(keep, ids, labels_used=True),
         }
         return out
 
@@ -1030,6 +1018,17 @@ class DTLModel(LabelModelBase):
         else:
             state = "adapted" if self.is_adapted() else "synthetic-only"
         return f"<DTLModel {self.name!r} labels={list(self.label_names)} ({state})>"
+
+
+def _record(keep, ids, **extra):
+    """Provenance of a step that used the rows ``keep`` of spectra with identifiers ``ids``."""
+    return {
+        "date": utc_now(),
+        "n_spectra": int(keep.sum()),
+        "n_excluded": int((~keep).sum()),
+        "ids": None if ids is None else [str(i) for i in np.asarray(ids)[keep]],
+        **extra,
+    }
 
 
 def _latent_scale(z):
