@@ -236,3 +236,12 @@ def test_unimodal_draws_rarely_look_bimodal():
         draws = rng.standard_normal((300, n_draws))
         rate = SamplePosterior(draws, ["teff"]).bimodal("teff").mean()
         assert rate <= 0.01, (n_draws, rate)
+
+
+def test_a_handful_of_draws_is_never_called_bimodal():
+    from stellarml.posterior.samples import MIN_DRAWS_FOR_MODES
+
+    draws = np.tile([[4000.0, 4000.0, 5000.0, 5000.0]], (3, 1))  # 4 draws, two values
+    assert not SamplePosterior(draws, ["teff"]).bimodal("teff").any()
+    many = np.concatenate([np.full(MIN_DRAWS_FOR_MODES, 4000.0), np.full(20, 5000.0)])
+    assert SamplePosterior(many[None], ["teff"]).bimodal("teff").tolist() == [True]

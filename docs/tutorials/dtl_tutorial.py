@@ -88,19 +88,23 @@ print("model grid:", synthetic.flux.shape[1], "pixels")
 #
 # `fit_prepared` takes spectra already on the model grid and their labels. Every
 # setting has a default in `stellarml.models.dtl.DEFAULT_ARCHITECTURE`,
-# `DEFAULT_TRAINING` and `DEFAULT_ENSEMBLE`; here:
+# `DEFAULT_TRAINING` and `DEFAULT_ENSEMBLE`. The defaults used here:
 #
-# * `widths=[256]`: the first encoder layer of the (single) autoencoder; the
+# * `widths=(256,)`: the first encoder layer of the (single) autoencoder; the
 #   following layers are ¾, ½, ¼ and ⅛ of it, then the 32-dimensional bottleneck;
-# * `input_scaling="standardise"`: each pixel is z-scored with the mean and scale of
-#   the synthetic training spectra (and the output layer is linear), so that the
-#   autoencoder learns how each pixel varies across the library rather than the mean
-#   spectrum;
+# * `input_scaling="centre"`: the mean spectrum of the synthetic training set is
+#   subtracted and the result divided by one scale for all pixels (the output layer
+#   is linear), so that the autoencoder learns how spectra differ across the library
+#   rather than the mean spectrum;
 # * `bottleneck="linear"` with the `"exact"` contractive penalty (the squared
-#   Frobenius norm of the bottleneck's Jacobian, exact for a linear bottleneck): a
-#   ReLU bottleneck tends to leave latent dimensions dead;
+#   Frobenius norm of the bottleneck's Jacobian, exact for a linear bottleneck): the
+#   paper's ReLU bottleneck tends to leave latent dimensions dead.
+#
+# Changed for this tutorial, to run in a minute:
+#
 # * one autoencoder × two CNN regressors, both kept: each spectrum gets two label
-#   draws. The paper uses 26 autoencoders × 5 CNNs and keeps the best 80.
+#   draws. The paper uses 26 autoencoders × 5 CNNs and keeps the best 80;
+# * 30 fine-tuning epochs instead of 60.
 #
 # 30 % of the synthetic spectra are held out (`test_fraction`); the regressors are
 # ranked by their error on them, and the same spectra set the thresholds of the
@@ -110,12 +114,6 @@ print("model grid:", synthetic.flux.shape[1], "pixels")
 model = DTLModel(
     labels=("teff", "logg", "fe_h"),
     preparation=preparation,
-    architecture={
-        "widths": [256],
-        "input_scaling": "standardise",
-        "bottleneck": "linear",
-        "contractive": "exact",
-    },
     training={"ae_epochs": 60, "cnn_epochs": 60, "fine_tune_epochs": 30},
     ensemble={"n_autoencoders": 1, "n_regressors": 2, "keep": 2},
     name="dtl-tutorial",
@@ -166,7 +164,7 @@ print("spectra:", adapt_info["n_spectra"], "| frozen layers:", adapt_info["froze
 mse = adapted.metrics_["adapt"]
 mse_before, mse_after = mse["reconstruction_mse_before"][0], mse["reconstruction_mse_after"][0]
 print(
-    "mean reconstruction MSE of the adaptation spectra (standardised flux): "
+    "mean reconstruction MSE of the adaptation spectra (centred, scaled flux): "
     f"{mse_before:.2f} before, {mse_after:.2f} after"
 )
 
@@ -198,7 +196,8 @@ for which in ("pretrained", "adapted"):
 # latents' RMS).
 
 # %%
-from stellarml.models.dtl import domain_gap, plot_projection, project_latents
+from stellarml.models.dtl import domain_gap, project_latents
+from stellarml.visualization import plot_latent_projection
 
 observed = adapt_set.prepare(preparation)
 syn_flux = synthetic.flux[:1000]
@@ -234,8 +233,8 @@ print("the gap shrank" if max(mmd_ratio, distance_ratio) < 1 else "the gap did n
 # distinguishable; a few hundred real spectra never have exactly the distribution of
 # a synthetic library. Where the observed latents land is easier to judge by eye:
 # `project_latents` fits a 2-D principal-component projection on the synthetic
-# latents and projects the observed ones with the same map, and `plot_projection`
-# draws each set in its own colour.
+# latents and projects the observed ones with the same map, and
+# `stellarml.visualization.plot_latent_projection` draws each set in its own colour.
 
 # %%
 syn_latents, _ = adapted.encode_prepared(syn_flux, encoder="pretrained")
@@ -244,15 +243,13 @@ obs_after, _ = adapted.encode_prepared(observed.flux, observed.ivar, encoder="ad
 p_syn, p_before, p_after = project_latents(syn_latents[0], obs_before[0], obs_after[0])
 
 fig, (ax_before, ax_after) = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
-plot_projection(
-    [p_syn, p_before],
-    ["synthetic", "MILES, pre-trained encoder"],
+plot_latent_projection(
+    {"synthetic": p_syn, "MILES, pre-trained encoder": p_before},
     ax=ax_before,
     title="before adaptation",
 )
-plot_projection(
-    [p_syn, p_after],
-    ["synthetic", "MILES, fine-tuned encoder"],
+plot_latent_projection(
+    {"synthetic": p_syn, "MILES, fine-tuned encoder": p_after},
     ax=ax_after,
     title="after adaptation",
 )
@@ -311,9 +308,10 @@ for flag in (LabelFlag.OUTSIDE_TRAINING_DOMAIN, LabelFlag.BIMODAL_PDF):
 #   8000 K. Adapt on the kind of stars the library covers, and check the derived
 #   labels against the library's box.
 # * **The bimodality test needs more than a handful of draws.** `BIMODAL_PDF` looks
-#   for two separated peaks in a histogram of each row's draws; two draws that
-#   differ are two peaks, so with an ensemble this small rows can carry the flag for
-#   that reason alone. With the paper's 80 draws it means what it says.
+#   for two separated peaks in a histogram of each row's draws; with fewer than
+#   `stellarml.posterior.samples.MIN_DRAWS_FOR_MODES` (20) draws a histogram cannot
+#   tell two modes from two draws, so rows of an ensemble this small are never
+#   flagged. With the paper's 80 draws the test means what it says.
 #
 # The reference labels of the held-out stars (Cenarro et al. 2007) are used only
 # now, to compare. Some of them lie outside the label box of the synthetic library,
@@ -376,11 +374,11 @@ for name in ("teff", "logg", "fe_h"):
 # Python it is `write_model(model.adapt(spectra), "dtl-my-survey.asdf")`. A DTL model
 # shipped with stellarml adapts the same way, by name:
 # `stellarml adapt dtl-optical-r2000 spectra/*.fits -o dtl-my-survey.asdf`, or
-# `read_model("dtl-optical-r2000").adapt(spectra)`. Whether your installation ships
-# one:
+# `read_model("dtl-optical-r2000").adapt(spectra)`; that model (two autoencoders,
+# six regressors, adapted without labels on the MILES training spectra) is measured in
+# `benchmarks/RESULTS.md` §14. The models this installation ships:
 
 # %%
 from stellarml.data import available_models
 
 print("shipped models:", ", ".join(available_models()))
-print("a shipped DTL model:", "dtl-optical-r2000" in available_models())

@@ -4,10 +4,15 @@ import numpy as np
 
 from ._base import LabelPosterior
 
-__all__ = ["GaussianPosterior", "SamplePosterior"]
+__all__ = ["MIN_DRAWS_FOR_MODES", "GaussianPosterior", "SamplePosterior"]
 
 #: Seed of the Gaussian draws that `SamplePosterior.transformed` adds for ``extra_sigma``.
 _CONVOLUTION_SEED = 20251202
+
+
+#: The fewest draws per row for which `SamplePosterior.bimodal` tests for two modes
+#: (a small ensemble's draws are never flagged ``BIMODAL_PDF``).
+MIN_DRAWS_FOR_MODES = 20
 
 
 class SamplePosterior(LabelPosterior):
@@ -70,7 +75,14 @@ class SamplePosterior(LabelPosterior):
         return np.where(self.valid[:, None], self._column(label), 0.0).mean(axis=1)
 
     def _density(self, label):
-        """Histograms of each row's draws: ``clip(sqrt(S), 10, 50)`` bins over their range."""
+        """Histograms of each row's draws: ``clip(sqrt(S), 10, 50)`` bins over their range.
+
+        None (no test) with fewer than `MIN_DRAWS_FOR_MODES` draws: a
+        histogram of a handful of draws puts any two distinct values in two
+        separate bins, which is not evidence of two modes.
+        """
+        if self._samples.shape[1] < MIN_DRAWS_FOR_MODES:
+            return None
         x = np.where(self.valid[:, None], self._column(label), 0.0)
         k = int(np.clip(np.sqrt(x.shape[1]), 10, 50))
         lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)

@@ -185,6 +185,8 @@ def test_asdf_round_trip_identical_and_lazy(setting, tmp_path):
     b = back.predict_prepared(held.flux, held.ivar)
     np.testing.assert_array_equal(a["samples"], b["samples"])
     np.testing.assert_array_equal(a["domain_distance"], b["domain_distance"])
+    np.testing.assert_array_equal(back.label_range_, model.label_range_)
+    np.testing.assert_array_equal(back.input_mean_, model.input_mean_)
     assert back.__dict__.get("_net_cache")
     # an unadapted model round-trips too, and adapts after reading
     write_model(setting["model"], tmp_path / "syn.asdf")
@@ -332,12 +334,20 @@ def test_label_using_variant(setting):
     labels[::7, 2] = np.nan  # a missing [Fe/H] is left out of the loss, not invented
     tuned = adapted.fine_tune_prepared(train.flux, labels, train.ivar, flags=train.flags)
     assert tuned.provenance_["fine_tune"]["labels_used"] is True
+    lo, hi = adapted.label_range_[0]  # stars outside the synthetic Teff range are left out
+    n_out = int(((labels[:, 0] < lo) | (labels[:, 0] > hi)).sum())
+    assert n_out > 0 and tuned.provenance_["fine_tune"]["n_outside_label_range"] >= n_out
     assert tuned.provenance_["adapt"]["labels_used"] is False  # the adaptation itself was not
     assert "fine_tune" not in (adapted.provenance_ or {})  # a new model
     before = adapted.predict_prepared(train.flux, train.ivar)["value"]
     after = tuned.predict_prepared(train.flux, train.ivar)["value"]
+    inside = np.all(
+        (labels >= adapted.label_range_[:, 0]) & (labels <= adapted.label_range_[:, 1])
+        | np.isnan(labels),
+        axis=1,
+    )
     for i, name in enumerate(LABELS):
-        ok = np.isfinite(labels[:, i])
+        ok = np.isfinite(labels[:, i]) & inside
         rms = [np.sqrt(np.mean((v[name][ok] - labels[ok, i]) ** 2)) for v in (before, after)]
         assert rms[1] < rms[0]
     table = derive_labels(miles[100:105].to_spectrum(), model=tuned)

@@ -3,7 +3,8 @@
 `DTLModel` (train on synthetic spectra, adapt to unlabelled observed spectra,
 predict an ensemble's label draws), its networks (`DenseAutoencoder`,
 `LatentRegressor`, `contractive_penalty`) and the domain-gap diagnostics
-(`mmd_test`, `domain_gap`, `project_latents`, `plot_projection`). See
+(`mmd_test`, `domain_gap`, `project_latents`; drawn by
+`stellarml.visualization.plot_latent_projection`). See
 ``docs/dtl.rst``.
 """
 
@@ -14,7 +15,7 @@ from .config import (
     PAPER_ARCHITECTURE,
     PAPER_ENSEMBLE,
 )
-from .diagnostics import domain_gap, mmd_test, plot_projection, project_latents
+from .diagnostics import domain_gap, mmd_test, project_latents
 from .model import DTLModel, kde_mode
 from .network import CONTRACTIVE_FORMS, DenseAutoencoder, LatentRegressor, contractive_penalty
 
@@ -32,6 +33,5 @@ __all__ = [
     "domain_gap",
     "kde_mode",
     "mmd_test",
-    "plot_projection",
     "project_latents",
 ]

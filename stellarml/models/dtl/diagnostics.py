@@ -6,12 +6,12 @@
 the observed latents before (pre-trained encoder) and after (fine-tuned
 encoder) adaptation. `project_latents` gives a 2-D PCA (or UMAP, when
 ``umap-learn`` is installed) projection fitted on the synthetic latents;
-`plot_projection` draws it (matplotlib, imported only there).
+`stellarml.visualization.plot_latent_projection` draws it.
 """
 
 import numpy as np
 
-__all__ = ["domain_gap", "mmd_test", "plot_projection", "project_latents"]
+__all__ = ["domain_gap", "mmd_test", "project_latents"]
 
 
 def _sq_dists(a, b):
@@ -191,37 +191,3 @@ def project_latents(reference, *others, method="pca", seed=0):
         reducer = umap.UMAP(n_components=2, random_state=seed).fit(ref)
         return [reducer.embedding_, *(reducer.transform(a) for a in rest)]
     raise ValueError(f"method must be 'pca' or 'umap', got {method!r}")
-
-
-def plot_projection(projections, labels, *, ax=None, title=None):
-    """Scatter-plot 2-D projections (`project_latents`), one colour per set.
-
-    Parameters
-    ----------
-    projections : sequence of array-like
-        ``(n_i, 2)`` points per set.
-    labels : sequence of str
-        Legend entry per set.
-    ax : `matplotlib.axes.Axes`, optional
-        Where to draw (default a new figure).
-    title : str, optional
-
-    Returns
-    -------
-    ax : `matplotlib.axes.Axes`
-    """
-    if len(projections) != len(labels):
-        raise ValueError(f"{len(projections)} projections but {len(labels)} labels")
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(5, 4))
-    for points, label in zip(projections, labels, strict=True):
-        points = np.asarray(points)
-        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.6, label=label)
-    ax.set_xlabel("component 1")
-    ax.set_ylabel("component 2")
-    ax.legend(loc="best", fontsize="small")
-    if title:
-        ax.set_title(title)
-    return ax

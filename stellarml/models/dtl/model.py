@@ -143,6 +143,8 @@ class DTLModel(LabelModelBase):
         synthetic-test MSE in standardised label units).
     label_mean_, label_std_ : `numpy.ndarray`
         ``(L,)`` standardisation of the labels (label units).
+    label_range_ : `numpy.ndarray`
+        ``(L, 2)`` smallest and largest synthetic training label (label units).
     n_pix_ : int
         Pixels of the model grid.
     metrics_ : dict
@@ -562,6 +564,7 @@ class DTLModel(LabelModelBase):
         if arch["input_scaling"] != "unit":
             self._set_input_scale(flux[tr], ivar[tr], arch["input_scaling"])
         x, mask = self._scaled(flux, ivar)
+        self.label_range_ = np.stack([labels[tr].min(axis=0), labels[tr].max(axis=0)], axis=1)
         self.label_mean_ = labels[tr].mean(axis=0)
         std = labels[tr].std(axis=0)
         self.label_std_ = np.where(std > 0, std, 1.0)
@@ -775,7 +778,10 @@ class DTLModel(LabelModelBase):
         and is trained further (``label_epochs`` at ``label_lr``) on the
         latents the observed encoder gives these spectra (the fine-tuned one
         when the model is adapted), against their labels. The autoencoders are
-        unchanged. Missing labels (NaN) are left out of the loss label by label.
+        unchanged. Missing labels (NaN) are left out of the loss label by label;
+        stars with a label outside the range of the synthetic training labels
+        (`label_range_`, the regressors' domain) are left out (counted in the
+        provenance).
 
         Parameters
         ----------
@@ -810,8 +816,18 @@ class DTLModel(LabelModelBase):
         keep = np.isfinite(labels).any(axis=1) & ((ivar > 0).sum(axis=1) > 0)
         if flags is not None:
             keep &= (np.asarray(flags, dtype=np.int64) & int(FATAL)) == 0
+        outside = np.zeros(flux.shape[0], dtype=bool)
+        label_range = getattr(self, "label_range_", None)
+        if label_range is not None:  # the regressors' domain: the synthetic labels' box
+            with np.errstate(invalid="ignore"):
+                off = (labels < label_range[:, 0]) | (labels > label_range[:, 1])
+            outside = (off & np.isfinite(labels)).any(axis=1)
+            keep &= ~outside
         if keep.sum() < 2:
-            raise ValueError(f"fine-tuning needs >= 2 labelled, usable spectra; got {keep.sum()}")
+            raise ValueError(
+                f"fine-tuning needs >= 2 labelled, usable spectra inside the synthetic label "
+                f"range; got {keep.sum()} ({int(outside.sum())} outside the range)"
+            )
         y = (labels[keep] - self.label_mean_) / self.label_std_
         known = np.isfinite(y)
         y = np.where(known, y, 0.0).astype(np.float32)
@@ -841,7 +857,9 @@ class DTLModel(LabelModelBase):
         out._clear_cache()
         out.provenance_ = {
             **dict(self.provenance_ or {}),
-            "fine_tune": _record(keep, ids, labels_used=True),
+            "fine_tune": _record(
+                keep, ids, labels_used=True, n_outside_label_range=int(outside.sum())
+            ),
         }
         return out
 

@@ -22,7 +22,7 @@ class DTLModelConverter(LabelModelConverter):
     the resolved ``architecture``, ``training`` and ``ensemble``
     configuration, ``seed``, ``n_pix``, ``label_mean``/``label_std``,
     ``input_mean``/``input_std`` (per-pixel input standardisation, when the
-    architecture standardises),
+    architecture standardises), ``label_range`` (the synthetic labels' box),
     ``metrics`` and ``members``: per autoencoder its ``width``, ``l1``,
     ``pretrained`` weights, ``adapted`` weights (the fine-tuned layers only;
     null before adaptation), latent standardisation, ``reference`` latents,
@@ -65,8 +65,12 @@ class DTLModelConverter(LabelModelConverter):
             "metrics": plain_tree(obj.metrics_),
             "members": members,
             **{
-                key: np.asarray(getattr(obj, f"{key}_"), dtype=np.float32)
-                for key in ("input_mean", "input_std")
+                key: np.asarray(getattr(obj, f"{key}_"), dtype=dtype)
+                for key, dtype in (
+                    ("input_mean", np.float32),
+                    ("input_std", np.float32),
+                    ("label_range", np.float64),
+                )
                 if getattr(obj, f"{key}_", None) is not None
             },
         }
@@ -120,6 +124,8 @@ class DTLModelConverter(LabelModelConverter):
                 }
             )
         model.members_ = members
+        if "label_range" in node:
+            model.label_range_ = np.asarray(node["label_range"], dtype=np.float64)
         if model.get_config()["architecture"]["input_scaling"] != "unit":
             for key in ("input_mean", "input_std"):
                 value = np.asarray(node.get(key, np.zeros(0)), dtype=np.float32)
