@@ -11,12 +11,16 @@ def test_available_models():
     assert "remap-optical-r2000" in available_models()
     assert "examples-optical" not in available_models()
     assert "phdl-optical-r2000" in available_models()
+    assert "dtl-optical-r2000" in available_models()
     assert model_path("phdl-optical-r2000").stat().st_size < 5e6
     assert model_path("remap-optical-r2000").stat().st_size < 5e6
+    assert model_path("dtl-optical-r2000").stat().st_size < 2e7  # two autoencoders
 
 
 def test_unknown_model_name():
-    with pytest.raises(KeyError, match="available: phdl-optical-r2000, remap-optical-r2000"):
+    with pytest.raises(
+        KeyError, match="available: dtl-optical-r2000, phdl-optical-r2000, remap-optical-r2000"
+    ):
         model_path("nope")
     with pytest.raises(KeyError):
         model_path("examples-optical")
