@@ -60,7 +60,7 @@ from .calibration import (
     override_labels,
     reference_stars,
 )
-from .remap import build_preparation
+from .remap import build_preparation, degrade_to_preparation
 
 __all__ = [
     "build_emulator",
@@ -216,10 +216,8 @@ def gradient_prior(cfg, preparation):
     jacobians : `numpy.ndarray` or None
         ``(m, npix, L)`` ``d flux / d x`` per scaled label unit of the box.
     """
-    import astropy.units as u
 
     from ..libraries import PolynomialEmulatorLibrary
-    from ..spectra import air_to_vacuum, vacuum_to_air
     from ..training import reference_jacobians
 
     g = cfg.get("gradient_prior")
@@ -232,15 +230,8 @@ def gradient_prior(cfg, preparation):
             f"the gradient-prior library {g['emulator']} has no {missing}: it cannot give "
             "their differential spectra"
         )
-    grid = preparation.wavelength.to_value(u.AA)
-    lo_w, hi_w = grid[0], grid[-1]
-    if preparation.medium != library.medium:
-        convert = vacuum_to_air if library.medium == "air" else air_to_vacuum
-        lo_w, hi_w = convert(np.array([lo_w, hi_w]))
-    margin = float(g.get("wavelength_margin", 60.0))
-    degraded = library.degrade(
-        resolution=preparation.resolution,
-        wavelength_range=(lo_w - margin, hi_w + margin) * u.AA,
+    degraded, _ = degrade_to_preparation(
+        library, preparation, float(g.get("wavelength_margin", 60.0))
     )
     lo, hi = _box(cfg)
     names = _labels(cfg)

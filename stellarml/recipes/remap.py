@@ -166,6 +166,35 @@ def build_model(cfg, preparation):
     )
 
 
+def degrade_to_preparation(emulator, preparation, margin):
+    """An emulator degraded to a model's resolving power on its grid plus a margin.
+
+    Parameters
+    ----------
+    emulator : `~stellarml.libraries.PolynomialEmulatorLibrary`
+    preparation : `~stellarml.spectra.PreparationSettings`
+    margin : float
+        Angstrom added on both sides of the model grid (in the emulator's medium).
+
+    Returns
+    -------
+    degraded : `~stellarml.libraries.PolynomialEmulatorLibrary`
+    window : tuple of float
+        The model grid's ends in the emulator's medium [Angstrom], without the margin.
+    """
+    from ..spectra import air_to_vacuum, vacuum_to_air
+
+    grid = preparation.wavelength.to_value(u.AA)
+    lo, hi = grid[0], grid[-1]
+    if preparation.medium != emulator.medium:
+        convert = vacuum_to_air if emulator.medium == "air" else air_to_vacuum
+        lo, hi = convert(np.array([lo, hi]))
+    degraded = emulator.degrade(
+        resolution=preparation.resolution, wavelength_range=(lo - margin, hi + margin) * u.AA
+    )
+    return degraded, (float(lo), float(hi))
+
+
 def build_pretrain_library(cfg, preparation):
     """The synthetic pre-training library of the ``[pretrain]`` table.
 
@@ -187,19 +216,12 @@ def build_pretrain_library(cfg, preparation):
         ``lo > hi``) or a ``wavelength_margin`` too small for it.
     """
     from ..libraries import PolynomialEmulatorLibrary
-    from ..spectra import air_to_vacuum, vacuum_to_air
 
     p = cfg["pretrain"]
     emulator = PolynomialEmulatorLibrary.from_file(p["emulator"])
-    grid = preparation.wavelength.to_value(u.AA)
-    lo, hi = grid[0], grid[-1]
-    if preparation.medium != emulator.medium:
-        convert = vacuum_to_air if emulator.medium == "air" else air_to_vacuum
-        lo, hi = convert(np.array([lo, hi]))
     margin = float(p.get("wavelength_margin", 60.0))
-    degraded = emulator.degrade(
-        resolution=preparation.resolution, wavelength_range=(lo - margin, hi + margin) * u.AA
-    )
+    degraded, (lo, hi) = degrade_to_preparation(emulator, preparation, margin)
+    grid = preparation.wavelength.to_value(u.AA)
     vsini = _vsini_range(p, margin, hi)
     seed = int(p.get("seed", cfg["model"].get("seed", 0)))
     ranges = {k: tuple(v) for k, v in p.get("ranges", {}).items()} or None
