@@ -385,18 +385,25 @@ class DTLModel(LabelModelBase):
         return "adapted" if self.members_[k]["adapted"] is not None else "pretrained"
 
     @torch.no_grad()
-    def _run_autoencoder(self, net, x, mask):
-        """Latents ``(n, latent)`` and masked reconstruction MSE ``(n,)`` (scaled units)."""
-        zs, mse = [], []
+    def _run_autoencoder(self, net, x, mask, *, reconstruction=False):
+        """Latents ``(n, latent)`` and masked reconstruction MSE ``(n,)`` (scaled units).
+
+        With ``reconstruction=True`` also the reconstructions ``(n, npix)`` (scaled units).
+        """
+        zs, mse, out = [], [], []
         for start in range(0, x.shape[0], _CHUNK):
             xb, mb = x[start : start + _CHUNK], mask[start : start + _CHUNK]
             z = net.encode(xb)
             x_hat = net.decode(z)
             zs.append(z)
             mse.append(((x_hat - xb) ** 2 * mb).sum(1) / mb.sum(1).clamp_min(1.0))
+            if reconstruction:
+                out.append(x_hat)
         if not zs:
-            return np.zeros((0, net.config["latent_dim"]), np.float32), np.zeros(0)
-        return torch.cat(zs).numpy(), torch.cat(mse).numpy().astype(np.float64)
+            empty = (np.zeros((0, net.config["latent_dim"]), np.float32), np.zeros(0))
+            return (*empty, x.numpy()[:0]) if reconstruction else empty
+        result = torch.cat(zs).numpy(), torch.cat(mse).numpy().astype(np.float64)
+        return (*result, torch.cat(out).numpy()) if reconstruction else result
 
     def encode_prepared(self, flux, ivar=None, *, encoder="observed"):
         """Latent vectors of spectra on the model grid, per autoencoder.
@@ -920,7 +927,7 @@ class DTLModel(LabelModelBase):
         known_noise = (flags & int(LabelFlag.NO_UNCERTAINTY)) == 0
         for k, member in enumerate(self.members_):
             net = self._autoencoder(k, self._encoder_for_observed(k))
-            z, mse = self._run_autoencoder(net, x, mask)
+            z, mse, x_hat = self._run_autoencoder(net, x, mask, reconstruction=True)
             zs = ((z - member["latent_mean"]) / member["latent_std"]).astype(np.float32)
             thr = member["thresholds"]
             dist = _min_distance(zs, member["reference"])
@@ -928,9 +935,7 @@ class DTLModel(LabelModelBase):
                 dist / max(thr["latent"], 1e-12), mse / max(thr["reconstruction"], 1e-12)
             )
             domain = np.maximum(domain, score)
-            with torch.no_grad():
-                x_hat = self._unscaled(net.decode(net.encode(x)).numpy())
-            resid = ivar * (flux - x_hat) ** 2
+            resid = ivar * (flux - self._unscaled(x_hat)) ** 2
             good = (ivar > 0).sum(1)
             rms = np.sqrt(resid.sum(1) / np.maximum(good, 1))
             recon = np.maximum(recon, np.where(known_noise, rms, np.nan))
