@@ -21,6 +21,13 @@ class Conf(_config.ConfigNamespace):
         "environment variable, else ../shared/data.",
         cfgtype="string",
     )
+    cache_dir = _config.ConfigItem(
+        "",
+        "Folder where grid files downloaded on demand (PHOENIX, Kurucz) are kept, in each "
+        "server's own layout (so that it is also a local grid directory). Empty: the astropy "
+        "download cache (astropy.config.get_cache_dir()).",
+        cfgtype="string",
+    )
     default_device = _config.ConfigItem(
         "auto",
         "Device used when a function is given device='auto': 'auto' (CUDA when available, "

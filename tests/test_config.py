@@ -37,4 +37,5 @@ def test_generated_config_file_lists_the_items(tmp_path):
     generate_config("stellarml", path)
     text = path.read_text()
     assert "data_dir" in text and "default_device = auto" in text.replace("# ", "")
+    assert "cache_dir" in text
     assert stellarml.conf is conf

@@ -689,6 +689,17 @@ def _check_integrity(path, expected, where):
         )
 
 
+def _configured_mirror():
+    """``stellarml.conf.cache_dir`` as a folder (created), or None for the astropy cache."""
+    from .._config import conf
+
+    if not conf.cache_dir:
+        return None
+    folder = Path(conf.cache_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _partial_path(url, pkgname):
     digest = hashlib.sha256(url.encode()).hexdigest()[:32]
     return get_cache_dir_path(pkgname) / "download" / _PARTIAL_DIR / f"{digest}.part"
@@ -759,6 +770,8 @@ def fetch_grid_file(
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     _check_integrity_keys(expected)
     url = grid_url(base_url, relpath)
+    if mirror is None:
+        mirror = _configured_mirror()
     if mirror is not None:
         dest = _mirror_target(mirror, relpath)
         if dest.is_file():

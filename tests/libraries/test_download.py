@@ -231,6 +231,24 @@ def test_mirror_directory_in_the_server_layout(phoenix_server, tmp_path):
     assert read_phoenix(dest).meta["alpha_fe"].value == pytest.approx(0.2)
 
 
+def test_configured_cache_dir_holds_the_downloads(phoenix_server, astropy_cache, tmp_path):
+    """``stellarml.conf.cache_dir`` replaces the astropy cache, in the server layout."""
+    from stellarml import conf
+
+    folder = tmp_path / "grids"  # created on first use
+    with conf.set_temp("cache_dir", str(folder)):
+        path = fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+        assert path == folder / phoenix_relpath(*SUN)
+        assert path.read_bytes() == phoenix_server.paths[SUN].read_bytes()
+        n = len(phoenix_server.requests)
+        assert fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False) == path
+        assert len(phoenix_server.requests) == n  # found there, not fetched again
+    assert _cached() == []  # nothing went to the astropy cache
+    # without the setting, the same call uses the astropy cache again
+    cached = fetch_phoenix(*SUN, base_url=phoenix_server.base, show_progress=False)
+    assert cached.is_relative_to(astropy_cache)
+
+
 def test_network_failures_are_clear(phoenix_server, astropy_cache):
     with astropy_data.conf.set_temp("allow_internet", False):
         with pytest.raises(GridDownloadError, match="allow_internet is False"):
