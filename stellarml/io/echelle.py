@@ -118,6 +118,18 @@ def identify_carmenes(origin, *args, **kwargs):
     -------
     bool
         Never raises: unreadable or non-FITS input gives False.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_carmenes
+    >>> identify_carmenes("read", str(data_dir / "galah" / "1312160026010031.fits"), None)
+    False
+    >>> identify_carmenes("read", "no-such-file.fits", None)
+    False
+
+    `read_carmenes` shows it accept a CARACAL file.
     """
 
     def test(hdul):
@@ -185,6 +197,47 @@ def read_carmenes(file_obj, *, normalize=False, orders=None, **kwargs):
     ValueError
         If the file lacks the SPEC/SIG/WAVE images, they differ in shape, an order
         has non-finite or non-monotonic wavelengths, or ``orders`` is out of range.
+
+    Examples
+    --------
+    A small CARACAL-like file with three orders of 200 pixels (real VIS files have
+    61 orders of 4096):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from specutils import Spectrum, SpectrumList
+    >>> from stellarml.io import identify_carmenes, read_carmenes
+    >>> wave = 5200.0 + 20.0 * np.arange(3)[:, None] + np.linspace(0.0, 19.0, 200)  # [Angstrom]
+    >>> spec, sig = np.ones_like(wave), np.full_like(wave, 0.01)
+    >>> header = fits.Header()
+    >>> header["INSTRUME"] = "CARMENES"
+    >>> header["HIERARCH CARACAL BERV"] = 12.3  # [km/s]
+    >>> images = {"SPEC": spec, "SIG": sig, "WAVE": wave}
+    >>> hdus = [fits.ImageHDU(data, name=name) for name, data in images.items()]
+    >>> hdul = fits.HDUList([fits.PrimaryHDU(header=header), *hdus])
+    >>> orders = read_carmenes(hdul)
+    >>> type(orders).__name__, len(orders), orders[0].flux.size
+    ('SpectrumParts', 3, 200)
+    >>> orders[1].spectral_axis[0], orders[0].meta["berv"], orders[0].meta["medium"]
+    (<SpectralAxis 5220. Angstrom>, <Quantity 12.3 km / s>, 'vacuum')
+
+    Saved under its CARACAL name, the file is identified by ``SpectrumList.read``
+    and the arm (and so the resolving power) comes from the name:
+
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "car-20160314T22h10m05s-sci-gtoc-vis_A.fits"
+    >>> hdul.writeto(path)
+    >>> identify_carmenes("read", str(path), None)
+    True
+    >>> orders = SpectrumList.read(path)
+    >>> orders[0].meta["arm"], orders[0].meta["resolution"]
+    ('VIS', 94600.0)
+    >>> one = Spectrum.read(path, format="CARMENES-CARACAL", order=2)  # one order
+    >>> one.meta["order"], one.spectral_axis[0]
+    (2, <SpectralAxis 5240. Angstrom>)
+    >>> tmp.cleanup()
     """
     where = file_label(file_obj)
     with open_hdulist(file_obj, **kwargs) as hdul:
@@ -320,6 +373,16 @@ def identify_galah(origin, *args, **kwargs):
     -------
     bool
         Never raises: unreadable or non-FITS input gives False.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_galah
+    >>> identify_galah("read", str(data_dir / "galah" / "1312160026010031.fits"), None)
+    True
+    >>> identify_galah("read", str(data_dir / "lamost" / "3703110.fits"), None)
+    False
     """
     return identify_hdulist(args, _is_galah)
 
@@ -347,6 +410,14 @@ def parse_galah_filename(name):
     dict or None
         ``{"sobject_id": "131216002601003", "ccd": 1}``, or None if the name does
         not follow the GALAH convention.
+
+    Examples
+    --------
+    >>> from stellarml.io import parse_galah_filename
+    >>> parse_galah_filename("galah/1312160026010033.fits")
+    {'sobject_id': '131216002601003', 'ccd': 3}
+    >>> print(parse_galah_filename("spec-3586-55181-0500.fits"))
+    None
     """
     match = _GALAH_NAME_RE.match(Path(name).name)
     if match is None:
@@ -367,6 +438,16 @@ def galah_ccd_files(path):
     list of `~pathlib.Path`
         The existing ``<sobject_id>1.fits`` ... ``<sobject_id>4.fits`` in camera
         order; just ``[path]`` if the name does not follow the GALAH convention.
+
+    Examples
+    --------
+    >>> from stellarml.io import galah_ccd_files
+    >>> files = galah_ccd_files(data_dir / "galah" / "1312160026010032.fits")
+    >>> [p.name for p in files]
+    ['1312160026010031.fits', '1312160026010032.fits', '1312160026010033.fits',
+     '1312160026010034.fits']
+    >>> [p.name for p in galah_ccd_files("elsewhere/spectrum.fits")]  # not a GALAH name
+    ['spectrum.fits']
     """
     path = Path(path)
     parts = parse_galah_filename(path)
@@ -418,6 +499,28 @@ def read_galah(file_obj, *, normalised=False, **kwargs):
     ValueError
         If the file is not a GALAH camera file, or ``normalised`` is asked of a file
         without HDU 4.
+
+    Examples
+    --------
+    The blue camera of the benchmark star mu Leo:
+
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import read_galah
+    >>> path = data_dir / "galah" / "1312160026010031.fits"  # any GALAH camera file
+    >>> spec = read_galah(path)
+    >>> spec.flux.unit, spec.flux.size, spec.meta["camera"], spec.meta["medium"]
+    (Unit("ct"), 4096, 'blue', 'air')
+    >>> spec.spectral_axis.to_value("Angstrom")[[0, -1]].round(1)
+    array([4714.1, 4902.5])
+    >>> spec.meta["star_id"], spec.meta["baryeff"].round(2)
+    ('GALAH 131216002601003', <Quantity 7.4 km / s>)
+    >>> read_galah(path, normalised=True).flux.unit
+    Unit(dimensionless)
+
+    ``Spectrum.read`` identifies the file itself; the format name is:
+
+    >>> Spectrum.read(path, format="GALAH-HERMES").meta["resolution"]
+    28000.0
     """
     where = file_label(file_obj)
     with open_hdulist(file_obj, **kwargs) as hdul:
@@ -495,6 +598,27 @@ def read_galah_star(paths, *, normalised=False, all_ccds=True, **kwargs):
     ------
     ValueError
         If the list is empty or mixes different ``sobject_id`` values.
+
+    Examples
+    --------
+    One camera file brings its three siblings along:
+
+    >>> from specutils import SpectrumList
+    >>> from stellarml.io import read_galah_star
+    >>> folder = data_dir / "galah"
+    >>> star = read_galah_star(folder / "1312160026010031.fits")
+    >>> type(star).__name__, [s.meta["camera"] for s in star]
+    ('SpectrumParts', ['blue', 'green', 'red', 'ir'])
+    >>> [round(s.spectral_axis[0].to_value("Angstrom")) for s in star]
+    [4714, 5650, 6477, 7586]
+    >>> two = read_galah_star([folder / "1312160026010033.fits", folder / "1312160026010031.fits"])
+    >>> [s.meta["ccd"] for s in two]  # sorted into camera order
+    [1, 3]
+
+    ``SpectrumList.read`` of one camera file does the same:
+
+    >>> len(SpectrumList.read(folder / "1312160026010034.fits", format="GALAH-HERMES"))
+    4
     """
     if isinstance(paths, list | tuple):
         files = [Path(p) for p in paths]

@@ -33,16 +33,32 @@ def read_spectrum_file(path, *, format=None, retries=1, wait=0.1):
         How many more times to try after a failure (default 1: network file
         systems fail transiently); a missing file is not retried.
     wait : float, optional
-        Seconds between tries.
+        Pause between tries [s].
 
     Returns
     -------
     `~specutils.Spectrum` or `~specutils.SpectrumList`
+        What ``Spectrum.read`` gives for the file.
 
     Raises
     ------
+    FileNotFoundError
+        At once, if the file does not exist.
     Exception
-        The reader's last error.
+        Otherwise the reader's last error.
+
+    Examples
+    --------
+    >>> from stellarml.io.files import read_spectrum_file
+    >>> path = data_dir / "lamost" / "3703110.fits"  # any spectrum file
+    >>> spec = read_spectrum_file(path, format="LAMOST-LRS")
+    >>> type(spec).__name__, spec.flux.size, spec.meta["survey"]
+    ('Spectrum', 3909, 'LAMOST')
+    >>> try:
+    ...     read_spectrum_file("no-such-file.fits")
+    ... except FileNotFoundError as err:
+    ...     print(type(err).__name__)
+    FileNotFoundError
     """
     from pathlib import Path
 
@@ -108,6 +124,42 @@ def prepare_inputs(
         Number of rows of each input (a 2-D spectrum or a multi-spectrum file
         gives several); 0 for a file joined to the star of the file before
         it, whose row it shares.
+
+    Raises
+    ------
+    ValueError
+        If ``rv`` is not one number (reading errors never raise: they flag
+        the file's row).
+
+    Examples
+    --------
+    A MILES star, two camera files of one GALAH star and a file that is not
+    there, on a small air-wavelength grid that all of them cover:
+
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from stellarml.flags import describe_flags
+    >>> from stellarml.io.files import input_names, prepare_inputs
+    >>> from stellarml.spectra import PreparationSettings
+    >>> grid = np.geomspace(4750.0, 4880.0, 400)  # [Angstrom], uniform in ln(lambda)
+    >>> settings = PreparationSettings(grid, medium="air", resolution=1800.0)
+    >>> inputs = [
+    ...     data_dir / "miles" / "MILES_res2.50_star_m0001V.fits",
+    ...     data_dir / "galah" / "1312160026010031.fits",
+    ...     data_dir / "galah" / "1312160026010032.fits",
+    ...     "missing.fits",
+    ... ]
+    >>> batch, rows = prepare_inputs(inputs, settings, estimate_rv=False)
+    >>> batch.flux.shape, rows
+    ((3, 400), array([1, 1, 0, 1]))
+    >>> [describe_flags(f) for f in batch.flags]
+    [['NO_UNCERTAINTY'], [], ['BAD_INPUT']]
+    >>> print(batch.messages[2])
+    could not read missing.fits: FileNotFoundError: [Errno 2] No such file or directory: ...
+    >>> names = input_names(inputs, rows)  # the paths, one per row
+    >>> [[Path(part).name for part in name.split(" + ")] for name in names]
+    [['MILES_res2.50_star_m0001V.fits'], ['1312160026010031.fits', '1312160026010032.fits'],
+     ['missing.fits']]
     """
     from ..spectra import PreparedBatch
     from ..spectra.prepare import _empty_batch
@@ -201,6 +253,20 @@ def input_names(inputs, rows):
     -------
     numpy.ndarray of str
         One name per output row.
+
+    Examples
+    --------
+    A file of one row, a file joined to it (``rows`` 0: a second camera of the
+    same star) and an in-memory 2-D spectrum of two rows:
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from specutils import Spectrum
+    >>> from stellarml.io.files import input_names
+    >>> wave = np.arange(5000.0, 5050.0) * u.AA
+    >>> spectra = Spectrum(flux=np.ones((2, wave.size)) * u.Jy, spectral_axis=wave)
+    >>> input_names(["star1.fits", "star1_red.fits", spectra], [1, 0, 2]).tolist()
+    ['star1.fits + star1_red.fits', '', '']
     """
     names = []
     for item, n in zip(inputs, rows, strict=True):

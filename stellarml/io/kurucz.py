@@ -118,7 +118,7 @@ def kurucz_subdir(m_h, atlas="ck04"):
     Parameters
     ----------
     m_h : float
-        Metallicity log Z = [M/H] in dex (one of `CK04_M_H`, or `K93_M_H` for
+        Metallicity log Z = [M/H] [dex] (one of `CK04_M_H`, or `K93_M_H` for
         ``atlas="k93"``).
     atlas : {"ck04", "k93"}, optional
         Castelli & Kurucz 2004 (default) or Kurucz 1993.
@@ -127,6 +127,22 @@ def kurucz_subdir(m_h, atlas="ck04"):
     -------
     str
         ``"ckp00"``, ``"ckm25"``, ``"ckp02"`` ... (``"kp00"`` ... for k93).
+
+    Raises
+    ------
+    ValueError
+        If ``m_h`` is not a metallicity of the atlas, or ``atlas`` is unknown.
+
+    Examples
+    --------
+    >>> from stellarml.io import kurucz_subdir
+    >>> kurucz_subdir(-0.5), kurucz_subdir(0.2), kurucz_subdir(0.0, atlas="k93")
+    ('ckm05', 'ckp02', 'kp00')
+    >>> try:
+    ...     kurucz_subdir(-0.3)  # a K93 metallicity, not one of CK04
+    ... except ValueError as err:
+    ...     print(err)
+    m_h=-0.3 is not a point of the ck04 atlas; allowed values: -2.5, -2, -1.5, -1, -0.5, 0, 0.2, 0.5
     """
     prefix, _, metals = _atlas(atlas)
     m_h = _on_axis(m_h, metals, "m_h", atlas)
@@ -139,9 +155,9 @@ def kurucz_filename(teff, m_h, atlas="ck04"):
     Parameters
     ----------
     teff : float
-        Effective temperature in K (one of `CK04_TEFF` / `K93_TEFF`).
+        Effective temperature [K] (one of `CK04_TEFF` / `K93_TEFF`).
     m_h : float
-        Metallicity log Z = [M/H] in dex (one of `CK04_M_H` / `K93_M_H`).
+        Metallicity log Z = [M/H] [dex] (one of `CK04_M_H` / `K93_M_H`).
     atlas : {"ck04", "k93"}, optional
         Castelli & Kurucz 2004 (default) or Kurucz 1993.
 
@@ -156,6 +172,21 @@ def kurucz_filename(teff, m_h, atlas="ck04"):
     ------
     ValueError
         If ``teff`` or ``m_h`` is not a grid value of the atlas.
+
+    Examples
+    --------
+    >>> from stellarml.io import kurucz_filename, kurucz_subdir
+    >>> kurucz_filename(5000, 0.0), kurucz_filename(10000, -0.5)
+    ('ckp00_5000.fits', 'ckm05_10000.fits')
+    >>> f"ck04models/{kurucz_subdir(-0.5)}/{kurucz_filename(10000, -0.5)}"
+    'ck04models/ckm05/ckm05_10000.fits'
+    >>> kurucz_filename(8000, 0.0, atlas="k93")
+    'kp00_8000.fits'
+    >>> try:
+    ...     kurucz_filename(5100, 0.0)  # CK04 steps by 250 K below 13000 K
+    ... except ValueError as err:
+    ...     print(err)
+    teff=5100 is not a point of the ck04 atlas; allowed values: 3500, 3750, 4000, ...
     """
     prefix, temps, metals = _atlas(atlas)
     teff = _on_axis(teff, temps, "teff", atlas)
@@ -181,6 +212,14 @@ def parse_kurucz_filename(name):
     ------
     ValueError
         If the name does not follow the ``[c]k{p|m}NN_TTTTT.fits`` pattern.
+
+    Examples
+    --------
+    >>> from stellarml.io import kurucz_filename, parse_kurucz_filename
+    >>> parse_kurucz_filename("ck04models/ckm05/ckm05_10000.fits")
+    {'teff': 10000.0, 'm_h': -0.5, 'atlas': 'ck04'}
+    >>> kurucz_filename(**parse_kurucz_filename("kp00_8000.fits"))
+    'kp00_8000.fits'
     """
     base = Path(os.fsdecode(name)).name
     match = _NAME_RE.match(base)
@@ -231,6 +270,16 @@ def identify_kurucz(origin, *args, **kwargs):
     -------
     bool
         Never raises: unreadable or non-FITS input gives False.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_kurucz
+    >>> identify_kurucz("read", str(data_dir / "miles" / "MILES_res2.50_star_m0001V.fits"), None)
+    False
+
+    `read_kurucz` shows it accept an atlas file.
     """
 
     def test(hdul):
@@ -336,6 +385,37 @@ def read_kurucz(file_obj, **kwargs):
     ------
     ValueError
         If the file is not in the STScI atlas layout or holds no model at all.
+
+    Examples
+    --------
+    A small file in the STScI layout: 100 wavelengths (the real files have 1221) and
+    three gravity columns, of which log g = 5.0 holds no model (zeros):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> wave = np.geomspace(3000.0, 12000.0, 100)  # [Angstrom]
+    >>> columns = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
+    >>> for name, flam in [("g40", 1e7), ("g45", 2e7), ("g50", 0.0)]:  # [erg/s/cm^2/A]
+    ...     columns.append(fits.Column(name=name, format="E", unit="FLAM", array=flam + 0 * wave))
+    >>> header = fits.Header({"TEFF": 5000.0, "LOG_Z": 0.0})
+    >>> table = fits.BinTableHDU.from_columns(columns)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "ckp00_5000.fits"
+    >>> fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(path)
+    >>> from specutils import SpectrumList
+    >>> from stellarml.io import identify_kurucz, read_kurucz
+    >>> identify_kurucz("read", str(path), None)
+    True
+    >>> models = read_kurucz(path)
+    >>> len(models), models[0].flux.size, models[0].flux.unit
+    (2, 100, Unit("erg / (Angstrom s cm2)"))
+    >>> [m.meta["logg"] for m in models], models[0].meta["teff"], models[0].meta["missing_logg"]
+    ([<Quantity 4. dex>, <Quantity 4.5 dex>], <Quantity 5000. K>, [5.0])
+    >>> len(SpectrumList.read(path, format="Castelli-Kurucz"))
+    2
+    >>> tmp.cleanup()
     """
     wave, loggs, flux, flux_unit, missing, header, teff, m_h, where = _read(file_obj, **kwargs)
     if loggs.size == 0:
@@ -367,6 +447,40 @@ def read_kurucz_batch(file_obj, **kwargs):
     Returns
     -------
     `~specutils.Spectrum`
+        Flux of shape ``(n_logg, npix)`` in FLAM on vacuum wavelengths in Angstrom;
+        ``meta`` as in `read_kurucz`, with ``logg`` one value per row.
+
+    Raises
+    ------
+    ValueError
+        If the file is not in the STScI atlas layout or holds no model at all.
+
+    Examples
+    --------
+    A small file in the STScI layout: 100 wavelengths (the real files have 1221) and
+    three gravity columns, of which log g = 5.0 holds no model (zeros):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> wave = np.geomspace(3000.0, 12000.0, 100)  # [Angstrom]
+    >>> columns = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
+    >>> for name, flam in [("g40", 1e7), ("g45", 2e7), ("g50", 0.0)]:  # [erg/s/cm^2/A]
+    ...     columns.append(fits.Column(name=name, format="E", unit="FLAM", array=flam + 0 * wave))
+    >>> header = fits.Header({"TEFF": 5000.0, "LOG_Z": 0.0})
+    >>> table = fits.BinTableHDU.from_columns(columns)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "ckp00_5000.fits"
+    >>> fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(path)
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import read_kurucz_batch
+    >>> batch = read_kurucz_batch(path)
+    >>> batch.flux.shape, batch.meta["logg"]
+    ((2, 100), <Quantity [4. , 4.5] dex>)
+    >>> Spectrum.read(path, format="Castelli-Kurucz").flux.shape  # the same
+    (2, 100)
+    >>> tmp.cleanup()
     """
     wave, loggs, flux, flux_unit, missing, header, teff, m_h, where = _read(file_obj, **kwargs)
     if loggs.size == 0:

@@ -85,6 +85,16 @@ def identify_lamost(origin, *args, **kwargs):
     -------
     bool
         Never raises: unreadable or non-FITS input gives False.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_lamost
+    >>> identify_lamost("read", str(data_dir / "lamost" / "3703110.fits"), None)
+    True
+    >>> identify_lamost("read", str(data_dir / "sdss" / "spec-3586-55181-0500.fits"), None)
+    False
     """
 
     def test(hdul):
@@ -221,6 +231,34 @@ def read_lamost(file_obj, *, mask_from="andmask", use_redshift=True, **kwargs):
     ------
     ValueError
         If the file is not a LAMOST LRS file or its arrays are inconsistent.
+
+    Examples
+    --------
+    A DR10 spectrum of a K7 star:
+
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import read_lamost
+    >>> path = data_dir / "lamost" / "3703110.fits"  # any LAMOST LRS spec file
+    >>> spec = read_lamost(path)
+    >>> spec.flux.unit, spec.flux.size, spec.meta["medium"], spec.meta["resolution"]
+    (Unit(dimensionless), 3909, 'vacuum', 1800.0)
+    >>> spec.spectral_axis.to_value("Angstrom")[[0, -1]].round(1)
+    array([3700. , 9099.1])
+    >>> spec.meta["obsid"], spec.meta["subclass"], spec.meta["snr_g"]
+    (3703110, 'K7', 19.35)
+
+    The pipeline redshift becomes the radial velocity that
+    `stellarml.spectra.prepare` removes:
+
+    >>> spec.meta["rv_keyword"], spec.radial_velocity.round(1), round(spec.meta["rv_err"], 1)
+    ('Z', <Quantity -16.8 km / s>, 4.0)
+    >>> print(read_lamost(path, use_redshift=False).meta.get("rv_source"))
+    None
+
+    ``Spectrum.read`` identifies the file itself; the format name is:
+
+    >>> Spectrum.read(path, format="LAMOST-LRS").flux.size
+    3909
     """
     if mask_from not in ("andmask", "ormask"):
         raise ValueError(f"mask_from must be 'andmask' or 'ormask', got {mask_from!r}")

@@ -51,6 +51,24 @@ def identify_miles(origin, *args, **kwargs):
     Returns
     -------
     bool
+        True for a MILES file when reading; always False for ``"write"``.
+
+    Raises
+    ------
+    OSError
+        If the file is not FITS (`FileNotFoundError` if it does not exist). The
+        specutils registry catches these while it identifies a file.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_miles
+    >>> path = data_dir / "miles" / "MILES_res2.50_star_m0001V.fits"
+    >>> identify_miles("read", str(path), None), identify_miles("write", str(path), None)
+    (True, False)
+    >>> identify_miles("read", str(data_dir / "lamost" / "3703110.fits"), None)
+    False
     """
     if origin != "read":
         return False
@@ -109,6 +127,26 @@ def miles_loader(file_obj, **kwargs):
     ------
     ValueError
         If the file lacks the 1-D data or the linear wavelength solution.
+
+    Examples
+    --------
+    Usually called through ``Spectrum.read`` (which identifies MILES files itself):
+
+    >>> from specutils import Spectrum
+    >>> path = data_dir / "miles" / "MILES_res2.50_star_m0001V.fits"  # any MILES star
+    >>> spec = Spectrum.read(path, format="MILES")
+    >>> spec.flux.unit, spec.flux.size, spec.meta["medium"], spec.meta["lsf_fwhm"]
+    (Unit(dimensionless), 4300, 'air', <Quantity 2.5 Angstrom>)
+    >>> spec.spectral_axis.to_value("Angstrom")[[0, -1]]
+    array([3540.5, 7409.6])
+    >>> spec.meta["miles_id"], spec.radial_velocity, spec.uncertainty is None
+    ('0001', <Quantity 0. km / s>, True)
+
+    It can also be called directly:
+
+    >>> from stellarml.io import miles_loader
+    >>> miles_loader(path).meta["rv_keyword"]
+    'rest frame (MILES)'
     """
     with read_fileobj_or_hdulist(file_obj, **kwargs) as hdulist:
         header = hdulist[0].header.copy()

@@ -143,9 +143,9 @@ def phoenix_subdir(m_h, alpha=0.0):
     Parameters
     ----------
     m_h : float
-        Metallicity [M/H] in dex; one of `PHOENIX_M_H`.
+        Metallicity [M/H] [dex]; one of `PHOENIX_M_H`.
     alpha : float, optional
-        Alpha-element enhancement [alpha/M] in dex; one of `PHOENIX_ALPHA`.
+        Alpha-element enhancement [alpha/M] [dex]; one of `PHOENIX_ALPHA`.
 
     Returns
     -------
@@ -156,7 +156,19 @@ def phoenix_subdir(m_h, alpha=0.0):
     Raises
     ------
     ValueError
-        If ``m_h`` or ``alpha`` is not a grid value.
+        If ``m_h`` or ``alpha`` is not a grid value, or ``alpha`` is non-zero outside
+        -3 <= [M/H] <= 0.
+
+    Examples
+    --------
+    >>> from stellarml.io import phoenix_subdir
+    >>> phoenix_subdir(0.0), phoenix_subdir(0.5), phoenix_subdir(-0.5, alpha=0.2)
+    ('Z-0.0', 'Z+0.5', 'Z-0.5.Alpha=+0.20')
+    >>> try:
+    ...     phoenix_subdir(0.5, alpha=0.2)
+    ... except ValueError as err:
+    ...     print(err)
+    PHOENIX-ACES has no alpha-modified models at m_h=+0.5 (only for -3 <= [M/H] <= 0)
     """
     m_h = _on_axis(m_h, PHOENIX_M_H, "m_h", "")
     alpha = _on_axis(alpha, PHOENIX_ALPHA, "alpha", "")
@@ -174,13 +186,13 @@ def phoenix_filename(teff, logg, m_h, alpha=0.0):
     Parameters
     ----------
     teff : float
-        Effective temperature in K; one of `PHOENIX_TEFF`.
+        Effective temperature [K]; one of `PHOENIX_TEFF`.
     logg : float
-        Surface gravity log10(g / cm s^-2) in dex; one of `PHOENIX_LOGG`.
+        Surface gravity log10(g / cm s^-2) [dex]; one of `PHOENIX_LOGG`.
     m_h : float
-        Metallicity [M/H] in dex; one of `PHOENIX_M_H`.
+        Metallicity [M/H] [dex]; one of `PHOENIX_M_H`.
     alpha : float, optional
-        Alpha-element enhancement [alpha/M] in dex; one of `PHOENIX_ALPHA`. Non-zero
+        Alpha-element enhancement [alpha/M] [dex]; one of `PHOENIX_ALPHA`. Non-zero
         values exist only for -3 <= [M/H] <= 0 and 3500 K <= Teff <= 8000 K.
 
     Returns
@@ -196,6 +208,19 @@ def phoenix_filename(teff, logg, m_h, alpha=0.0):
         alpha-modified sub-grid. Points inside these ranges may still be missing at
         the ragged edges of the grid (e.g. hot low-gravity models); only the server
         knows.
+
+    Examples
+    --------
+    >>> from stellarml.io import phoenix_filename, phoenix_subdir
+    >>> phoenix_filename(5800, 4.5, 0.0)
+    'lte05800-4.50-0.0.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits'
+    >>> f"{phoenix_subdir(-0.5, 0.2)}/{phoenix_filename(5800, 4.5, -0.5, alpha=0.2)}"
+    'Z-0.5.Alpha=+0.20/lte05800-4.50-0.5.Alpha=+0.20.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits'
+    >>> try:
+    ...     phoenix_filename(7100, 4.5, 0.0)  # 200 K steps above 7000 K
+    ... except ValueError as err:
+    ...     print(err)
+    teff=7100 K is not a point of the PHOENIX-ACES grid; allowed values: 2300, 2400, ...
     """
     teff, logg, m_h, alpha = _check_point(teff, logg, m_h, alpha)
     return f"lte{round(teff):05d}-{logg:.2f}{_z_code(m_h)}{_alpha_code(alpha)}{_SUFFIX}"
@@ -221,6 +246,20 @@ def parse_phoenix_filename(name):
     ------
     ValueError
         If ``name`` does not follow the PHOENIX HiRes naming pattern.
+
+    Examples
+    --------
+    >>> from stellarml.io import parse_phoenix_filename, phoenix_filename
+    >>> name = "Z-0.0/lte05800-4.50-0.0.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits"
+    >>> parse_phoenix_filename(name)
+    {'teff': 5800.0, 'logg': 4.5, 'm_h': 0.0, 'alpha': 0.0}
+    >>> phoenix_filename(**parse_phoenix_filename(name)) == name.split("/")[1]
+    True
+    >>> try:
+    ...     parse_phoenix_filename("lte05800-4.50-0.0.fits")
+    ... except ValueError as err:
+    ...     print(str(err).split(" (")[0])
+    'lte05800-4.50-0.0.fits' is not a PHOENIX-ACES-AGSS-COND-2011 HiRes file name
     """
     base = Path(os.fsdecode(name)).name
     match = _NAME_RE.match(base)
@@ -257,6 +296,31 @@ def find_phoenix_wavelength_file(flux_path):
     ------
     FileNotFoundError
         Naming every place searched, if the wavelength file is in none of them.
+
+    Examples
+    --------
+    The server layout: the wavelength file two folders above the flux files
+    (which need not exist for the search):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.io import PHOENIX_WAVE_FILENAME
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root = Path(tmp.name)
+    >>> wave = np.geomspace(5000.0, 5100.0, 300)  # [Angstrom]; the real file has 1 569 128
+    >>> fits.PrimaryHDU(wave).writeto(root / PHOENIX_WAVE_FILENAME)
+    >>> from stellarml.io import find_phoenix_wavelength_file
+    >>> flux_path = root / "PHOENIX-ACES-AGSS-COND-2011" / "Z-0.0" / "lte05800-4.50-0.0.fits"
+    >>> find_phoenix_wavelength_file(flux_path).name
+    'WAVE_PHOENIX-ACES-AGSS-COND-2011.fits'
+    >>> try:
+    ...     find_phoenix_wavelength_file(flux_path.parent / "a" / "b" / "c" / "x.fits")
+    ... except FileNotFoundError as err:
+    ...     print(str(err).split(" for ")[0], "...")
+    PHOENIX wavelength file WAVE_PHOENIX-ACES-AGSS-COND-2011.fits not found ...
+    >>> tmp.cleanup()
     """
     folder = Path(flux_path).resolve().parent
     candidates = [folder, folder.parent, folder.parent.parent]
@@ -305,6 +369,31 @@ def read_phoenix_wavelength(path):
         Vacuum wavelengths in Angstrom (float64, read-only). The last few files
         read are cached (keyed on path, size and modification time), so reading a
         grid does not re-read the 12 MB file for every model.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file holds no 1-D array of finite, strictly increasing wavelengths
+        in a known unit.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.io import PHOENIX_WAVE_FILENAME
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root = Path(tmp.name)
+    >>> wave = np.geomspace(5000.0, 5100.0, 300)  # [Angstrom]; the real file has 1 569 128
+    >>> fits.PrimaryHDU(wave).writeto(root / PHOENIX_WAVE_FILENAME)
+    >>> from stellarml.io import read_phoenix_wavelength
+    >>> wave = read_phoenix_wavelength(root / PHOENIX_WAVE_FILENAME)
+    >>> wave.size, float(wave[0]), wave.flags.writeable
+    (300, 5000.0, False)
+    >>> tmp.cleanup()
     """
     path = Path(path).resolve()
     if not path.is_file():
@@ -332,6 +421,18 @@ def identify_phoenix(origin, *args, **kwargs):
     -------
     bool
         Never raises: unreadable or non-FITS input gives False.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_phoenix
+    >>> identify_phoenix("read", str(data_dir / "miles" / "MILES_res2.50_star_m0001V.fits"), None)
+    False
+    >>> identify_phoenix("read", "no-such-file.fits", None)
+    False
+
+    `read_phoenix` shows it accept a PHOENIX flux file.
     """
 
     def test(hdul):
@@ -432,6 +533,41 @@ def read_phoenix(file_obj, wavelength_file=None, *, wavelength_range=None, **kwa
         If the wavelength file cannot be found.
     ValueError
         If the file lacks the PHOENIX keywords, or flux and wavelength lengths differ.
+
+    Examples
+    --------
+    A small HiRes tree in the server layout (300 pixels instead of 1.6 million):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.io import PHOENIX_WAVE_FILENAME
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> root = Path(tmp.name)
+    >>> wave = np.geomspace(5000.0, 5100.0, 300)  # [Angstrom]; the real file has 1 569 128
+    >>> fits.PrimaryHDU(wave).writeto(root / PHOENIX_WAVE_FILENAME)
+    >>> from stellarml.io import phoenix_filename, phoenix_subdir
+    >>> header = fits.Header({"PHXTEFF": 5800.0, "PHXLOGG": 4.5, "PHXM_H": 0.0,
+    ...                       "PHXALPHA": 0.0, "PHXXI_L": 1.5, "BUNIT": "erg/s/cm^2/cm"})
+    >>> folder = root / "PHOENIX-ACES-AGSS-COND-2011" / phoenix_subdir(0.0)
+    >>> folder.mkdir(parents=True)
+    >>> path = folder / phoenix_filename(5800, 4.5, 0.0)
+    >>> flux = np.full(wave.size, 3e15, dtype=np.float32)  # [erg/s/cm^2/cm]
+    >>> fits.PrimaryHDU(flux, header=header).writeto(path)
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import identify_phoenix, read_phoenix
+    >>> identify_phoenix("read", str(path), None)
+    True
+    >>> spec = read_phoenix(path)  # finds the wavelength file two folders up
+    >>> spec.flux.unit, spec.flux.size, spec.meta["medium"], spec.meta["resolution"]
+    (Unit("erg / (s cm3)"), 300, 'vacuum', 500000.0)
+    >>> spec.meta["teff"], spec.meta["logg"], spec.meta["vmicro"]
+    (<Quantity 5800. K>, <Quantity 4.5 dex>, <Quantity 1.5 km / s>)
+    >>> part = Spectrum.read(path, format="PHOENIX-ACES", wavelength_range=(5020, 5040))
+    >>> part.flux.size, part.spectral_axis.to_value("Angstrom")[[0, -1]].round(1)
+    (60, array([5020.2, 5039.9]))
+    >>> tmp.cleanup()
     """
     where = file_label(file_obj)
     with open_hdulist(file_obj, **kwargs) as hdul:

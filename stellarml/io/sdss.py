@@ -141,7 +141,7 @@ def sdss_for_stellarml(spectrum, *, rv=None):
         As returned by ``Spectrum.read`` for an apStar, apVisit or BOSS spec file
         (``meta["header"]`` is used to tell them apart).
     rv : `~astropy.units.Quantity` or float, optional
-        Radial velocity to attach (km/s if a plain number; ``meta["rv_source"]``
+        Radial velocity to attach [km/s if a plain number] (``meta["rv_source"]``
         "given"); overrides the file's.
 
     Returns
@@ -156,6 +156,37 @@ def sdss_for_stellarml(spectrum, *, rv=None):
     ValueError
         If it is not from an SDSS/APOGEE file, or its spectral axis is neither
         increasing nor decreasing.
+
+    Examples
+    --------
+    specutils' own apVisit loader gives decreasing wavelengths and no velocity:
+
+    >>> import numpy as np
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import sdss_for_stellarml
+    >>> path = data_dir / "sdss" / "apVisit-r13-5095-55844-128.fits"  # any apVisit file
+    >>> raw = Spectrum.read(path, format="APOGEE apVisit")
+    >>> raw.spectral_axis.to_value("Angstrom")[[0, -1]].round(1), raw.meta["header"]["VRAD"]
+    (array([16954.8, 15142.7]), -44.4206)
+    >>> spec = sdss_for_stellarml(raw)
+    >>> spec.spectral_axis.to_value("Angstrom")[[0, -1]].round(1)
+    array([15142.7, 16954.8])
+    >>> spec.meta["medium"], spec.meta["resolution"], spec.meta["rv_keyword"]
+    ('vacuum', 22500.0, 'VRAD')
+    >>> spec.radial_velocity.round(1)  # VRAD, attached as the redshift VRAD / c
+    <Quantity -44.4 km / s>
+    >>> sdss_for_stellarml(raw, rv=-40.0).meta["rv_source"]
+    'given'
+
+    A spectrum without an SDSS header cannot be told apart:
+
+    >>> import astropy.units as u
+    >>> other = Spectrum(flux=np.ones(5) * u.Jy, spectral_axis=(5000.0 + np.arange(5)) * u.AA)
+    >>> try:
+    ...     sdss_for_stellarml(other)
+    ... except ValueError as err:
+    ...     print(str(err).split(":")[0])
+    not an SDSS/BOSS or APOGEE spectrum
     """
     if not isinstance(spectrum, Spectrum):
         raise TypeError(f"expected a specutils Spectrum, got {type(spectrum).__name__}")
@@ -235,7 +266,7 @@ def read_apogee(file_obj, *, split_chips=False, bad_bits=APOGEE_BAD_PIXMASK, row
         with two or more visits, row 1 is the alternative combination and rows 2+
         the individual visits.
     rv : `~astropy.units.Quantity` or float, optional
-        Radial velocity to attach (km/s); apVisit default: header ``VRAD``.
+        Radial velocity to attach [km/s]; apVisit default: header ``VRAD``.
 
     Returns
     -------
@@ -250,6 +281,31 @@ def read_apogee(file_obj, *, split_chips=False, bad_bits=APOGEE_BAD_PIXMASK, row
     ------
     ValueError
         If the file is not an APOGEE apStar/apVisit file or ``row`` is out of range.
+
+    Examples
+    --------
+    An apVisit file: three chips merged on increasing wavelengths, the pipeline's
+    ``VRAD`` attached:
+
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import read_apogee
+    >>> path = data_dir / "sdss" / "apVisit-r13-5095-55844-128.fits"  # any apVisit file
+    >>> spec = read_apogee(path)
+    >>> spec.flux.unit, spec.flux.size, spec.meta["medium"], spec.meta["resolution"]
+    (Unit("1e-17 erg / (Angstrom s cm2)"), 12288, 'vacuum', 22500.0)
+    >>> spec.spectral_axis.to_value("Angstrom")[[0, -1]].round(1)
+    array([15142.7, 16954.8])
+    >>> spec.meta["rv_keyword"], spec.radial_velocity.round(1), int(spec.mask.sum())
+    ('VRAD', <Quantity -44.4 km / s>, 200)
+    >>> [(chip.meta["chip"], chip.flux.size) for chip in read_apogee(path, split_chips=True)]
+    [('c', 4096), ('b', 4096), ('a', 4096)]
+
+    An apStar file is already in the star's rest frame:
+
+    >>> path = data_dir / "sdss" / "apStar-dr17-2M17335483-2753043.fits"  # any apStar file
+    >>> star = Spectrum.read(path, format="SDSS-APOGEE-stellarml")  # what Spectrum.read(path) gives
+    >>> star.flux.size, star.meta["rv_keyword"], round(star.meta["vhelio"], 2)
+    (8575, 'rest frame (apStar)', 15.68)
     """
     where = file_label(file_obj)
     with open_hdulist(file_obj) as hdul:
@@ -334,6 +390,26 @@ def read_boss(file_obj, *, use_redshift=True):
     ------
     ValueError
         If the file is not a BOSS ``spec`` file.
+
+    Examples
+    --------
+    >>> from specutils import Spectrum
+    >>> from stellarml.io import read_boss
+    >>> path = data_dir / "sdss" / "spec-3586-55181-0500.fits"  # any BOSS spec file
+    >>> spec = read_boss(path)
+    >>> spec.flux.unit, spec.flux.size, spec.meta["medium"], round(spec.meta["resolution"])
+    (Unit("1e-17 erg / (Angstrom s cm2)"), 4625, 'vacuum', 1835)
+    >>> spec.meta["class"], spec.meta["subclass"], spec.meta["zwarning"]
+    ('STAR', 'G1V (95128)', 0)
+    >>> spec.meta["rv_keyword"], spec.radial_velocity.round(1), round(spec.meta["rv_err"], 1)
+    ('Z', <Quantity -30.4 km / s>, 3.2)
+    >>> read_boss(path, use_redshift=False).radial_velocity
+    <Quantity 0. km / s>
+
+    ``Spectrum.read(path)`` identifies the file and gives the same; the format is:
+
+    >>> Spectrum.read(path, format="SDSS-BOSS-stellarml").meta["rv_source"]
+    'header'
     """
     where = file_label(file_obj)
     with open_hdulist(file_obj) as hdul:
@@ -408,6 +484,16 @@ def identify_boss(origin, *args, **kwargs):
     -------
     bool
         Never raises.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_boss
+    >>> identify_boss("read", str(data_dir / "sdss" / "spec-3586-55181-0500.fits"), None)
+    True
+    >>> identify_boss("read", str(data_dir / "sdss" / "apVisit-r13-5095-55844-128.fits"), None)
+    False
     """
 
     def test(hdul):
@@ -440,6 +526,19 @@ def identify_apogee(origin, *args, **kwargs):
     -------
     bool
         Never raises.
+
+    Examples
+    --------
+    The registry calls it with the path and an open file object (None here):
+
+    >>> from stellarml.io import identify_apogee
+    >>> folder = data_dir / "sdss"
+    >>> identify_apogee("read", str(folder / "apStar-dr17-2M17335483-2753043.fits"), None)
+    True
+    >>> identify_apogee("read", str(folder / "apVisit-r13-5095-55844-128.fits"), None)
+    True
+    >>> identify_apogee("read", str(folder / "spec-3586-55181-0500.fits"), None)
+    False
     """
 
     def test(hdul):
