@@ -24,17 +24,53 @@ DEFAULT_MODEL = "remap-optical-r2000"
 def read_model(path_or_name=DEFAULT_MODEL):
     """Read a trained model from an ASDF file or by the name of a shipped model.
 
+    The top-level ``stellarml.read_model``: a thin wrapper of
+    `stellarml.io.asdf.read_model` (not the same object) whose argument
+    defaults to `DEFAULT_MODEL`.
+
     Parameters
     ----------
     path_or_name : str or path-like, optional
         A path to an ASDF file written by `write_model`, or the name of a
-        model shipped with stellarml (default ``"remap-optical-r2000"``).
+        model shipped with stellarml (default ``"remap-optical-r2000"``). A
+        `str` without a path separator and without the ``.asdf`` suffix is a
+        name; anything else is a path.
 
     Returns
     -------
     model : `~stellarml.models.LabelModel`
         The model, ready for `derive_labels`. ``model.source_`` records the
         file path and its SHA-256 hash.
+
+    Raises
+    ------
+    ~stellarml.io.asdf.ModelFileNotFoundError
+        The file does not exist, or no shipped model has that name (the
+        message lists the available names).
+    ~stellarml.io.asdf.ModelFileError
+        The file is not ASDF, is corrupted, holds no stellarml model or holds
+        invalid values (see `stellarml.io.asdf.read_model`).
+    ~stellarml.io.asdf.UnsupportedModelVersionError
+        The file was written with a tag version this stellarml cannot read.
+    TypeError
+        ``path_or_name`` is neither a string nor path-like.
+
+    Examples
+    --------
+    >>> from stellarml import read_model
+    >>> model = read_model("phdl-optical-r2000")  # a shipped model, by name
+    >>> type(model).__name__, model.label_names
+    ('EmulatorModel', ('teff', 'logg', 'fe_h'))
+    >>> model.source_["path"].endswith("phdl-optical-r2000.asdf"), len(model.source_["sha256"])
+    (True, 64)
+    >>> from stellarml import DEFAULT_MODEL
+    >>> DEFAULT_MODEL  # what read_model() reads: a deep ensemble of three REMAP networks
+    'remap-optical-r2000'
+    >>> try:
+    ...     read_model("no-such-model")
+    ... except FileNotFoundError as err:  # a stellarml.io.asdf.ModelFileNotFoundError
+    ...     print(err)
+    no shipped model named 'no-such-model'; available: ... (pass a path to read a model file)
     """
     from .io.asdf.model_io import read_model as _read
 
@@ -43,6 +79,9 @@ def read_model(path_or_name=DEFAULT_MODEL):
 
 def write_model(model, path, *, compression=None):
     """Write a trained model (with its calibration) to an ASDF file, atomically.
+
+    The top-level ``stellarml.write_model``: a thin wrapper of
+    `stellarml.io.asdf.write_model` (not the same object).
 
     Parameters
     ----------
@@ -57,6 +96,29 @@ def write_model(model, path, *, compression=None):
     -------
     sha256 : str
         SHA-256 of the written file (also in ``model.source_``).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a `~stellarml.models.LabelModel` with an ASDF
+        converter.
+    ~stellarml.io.asdf.ModelFileError
+        If the model violates its schema or the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml import read_model, write_model
+    >>> model = read_model("phdl-optical-r2000")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "my-model.asdf"
+    ...     sha256 = write_model(model, path)
+    ...     copy = read_model(path)
+    >>> copy.source_["sha256"] == sha256  # the hash of the file just written
+    True
+    >>> copy.name, copy.label_names
+    ('phdl-optical-r2000', ('teff', 'logg', 'fe_h'))
     """
     from .io.asdf.model_io import write_model as _write
 

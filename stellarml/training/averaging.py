@@ -10,7 +10,31 @@ __all__ = ["average_states", "module_state"]
 
 
 def module_state(module):
-    """A detached copy of ``module.state_dict()`` (dict of str to `torch.Tensor`)."""
+    """A detached copy of ``module.state_dict()``.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network.
+
+    Returns
+    -------
+    state : dict of str to `torch.Tensor`
+        Cloned, detached tensors: later training of ``module`` does not change
+        them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import module_state
+    >>> net = torch.nn.Linear(4, 3)
+    >>> state = module_state(net)
+    >>> sorted(state), tuple(state["weight"].shape)
+    (['bias', 'weight'], (3, 4))
+    >>> _ = torch.nn.init.zeros_(net.weight)  # change the network...
+    >>> bool(state["weight"].abs().sum() > 0)  # ...the copy keeps the old weights
+    True
+    """
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
@@ -28,6 +52,30 @@ def average_states(states):
     Returns
     -------
     state : dict of str to `torch.Tensor`
+        The averaged state, with the dtypes of the first; load it with
+        ``module.load_state_dict(state)``.
+
+    Raises
+    ------
+    ValueError
+        If ``states`` is empty.
+
+    Examples
+    --------
+    A uniform soup of two networks:
+
+    >>> import torch
+    >>> from stellarml.training import average_states, module_state
+    >>> _ = torch.manual_seed(0)
+    >>> nets = [torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    ...         for _ in range(2)]
+    >>> soup = average_states(module_state(net) for net in nets)
+    >>> mean = (nets[0][0].weight + nets[1][0].weight) / 2
+    >>> torch.allclose(soup["0.weight"], mean)
+    True
+    >>> soup["1.num_batches_tracked"].dtype  # integer buffers: the first state's
+    torch.int64
+    >>> _ = nets[0].load_state_dict(soup)
     """
     states = list(states)
     if not states:

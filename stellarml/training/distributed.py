@@ -70,7 +70,20 @@ def local_rank():
 
 
 def is_main_process():
-    """True on rank 0 and without a process group: the process that writes files."""
+    """True on rank 0 and without a process group: the process that writes files.
+
+    Returns
+    -------
+    main : bool
+        True without a process group (or with a group of one process), and on
+        the process of rank 0 of a group; False on the other ranks.
+
+    Examples
+    --------
+    >>> from stellarml.training import is_main_process
+    >>> is_main_process()  # a plain process, not started by torchrun
+    True
+    """
     return rank() == 0
 
 
@@ -99,6 +112,27 @@ def init_distributed(backend=None, timeout=None):
     -----
     With CUDA, the current device becomes ``cuda:LOCAL_RANK``, so ``"cuda"``
     and ``"auto"`` devices mean one GPU per process.
+
+    Examples
+    --------
+    In a training script launched with ``torchrun --nproc-per-node 2
+    train.py`` (WORLD_SIZE 2) the call joins the group of the two processes.
+    In a plain process there is nothing to join:
+
+    >>> from stellarml.training import destroy_distributed, init_distributed
+    >>> init_distributed()  # no torchrun: WORLD_SIZE is unset
+    False
+
+    Nor when a process group exists already (here one of one process):
+
+    >>> import tempfile
+    >>> import torch.distributed as dist
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     dist.init_process_group(
+    ...         "gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
+    ...     print(init_distributed(), dist.is_initialized())
+    ...     destroy_distributed()
+    False True
     """
     if not dist.is_available() or dist.is_initialized():
         return False
@@ -115,7 +149,23 @@ def init_distributed(backend=None, timeout=None):
 
 
 def destroy_distributed():
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one).
+
+    Call it at the end of a script whose `init_distributed` returned True.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import torch.distributed as dist
+    >>> from stellarml.training import destroy_distributed
+    >>> with tempfile.TemporaryDirectory() as tmp:  # a group of one process
+    ...     dist.init_process_group(
+    ...         "gloo", init_method=f"file://{tmp}/store", rank=0, world_size=1)
+    ...     destroy_distributed()
+    >>> dist.is_initialized()
+    False
+    >>> destroy_distributed()  # without a group: nothing to do
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -73,6 +73,20 @@ def jacobian_error(jacobian, reference):
     -------
     numpy.ndarray
         ``(L,)`` dimensionless relative errors (0.05 is 5 %).
+
+    Raises
+    ------
+    ValueError
+        If the two are not both ``(n, npix, L)`` of the same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.training import jacobian_error
+    >>> reference = np.random.default_rng(0).normal(size=(5, 100, 3))
+    >>> jacobian = reference * [1.05, 1.0, 0.9]  # label 0 5 % too steep, label 2 10 % too flat
+    >>> np.round(jacobian_error(jacobian, reference), 3)
+    array([0.05, 0.  , 0.1 ])
     """
     j = torch.as_tensor(jacobian).detach().double().cpu()
     r = torch.as_tensor(reference).detach().double().cpu()
@@ -134,6 +148,34 @@ def reference_jacobians(generator, labels, box, *, step=1e-3, method="auto"):
     numpy.ndarray
         ``(n, npix, L)`` float64 Jacobian per *scaled* label unit (physical
         derivative times ``hi - lo``), the convention of `train_emulator`.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` is not ``(n, L)``, ``box`` is not a valid box, ``method``
+        is unknown or ``step`` is not positive.
+    TypeError
+        For ``method="polynomial"`` with another generator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.training import reference_jacobians
+    >>> wave = np.linspace(5000.0, 5010.0, 21)  # [Angstrom]
+    >>> profile = np.exp(-0.5 * (wave - 5005.0) ** 2)
+    >>> def toy(labels):  # a toy library: one line, deeper at low Teff and at high log g
+    ...     teff, logg = labels[:, :1], labels[:, 1:]
+    ...     return 1.0 - (0.2 + 1e-4 * (6000.0 - teff) + 0.05 * (logg - 3.0)) * profile
+    >>> box = ([4000.0, 1.0], [6000.0, 5.0])  # (lo, hi) of (Teff [K], log g [dex])
+    >>> jac = reference_jacobians(toy, [[5000.0, 3.0], [5500.0, 4.5]], box)
+    >>> jac.shape
+    (2, 21, 2)
+
+    At the line centre the flux rises by 1e-4 per K and falls by 0.05 per dex;
+    per scaled label unit that is 1e-4 * 2000 K and -0.05 * 4 dex:
+
+    >>> np.round(jac[0, 10], 3)
+    array([ 0.2, -0.2])
     """
     lo, hi = _box(box)
     width = hi - lo
@@ -207,6 +249,31 @@ def jacobians_from_perturbed(flux, perturbed_flux, delta, box, *, minus_flux=Non
     numpy.ndarray
         ``(m, npix, L)`` float64 ``d flux / d x`` per scaled label unit
         (the convention of `train_emulator`).
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, a zero or non-finite ``delta``, or non-finite
+        differences.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.training import jacobians_from_perturbed
+    >>> wave = np.linspace(5000.0, 5010.0, 21)  # [Angstrom]
+    >>> profile = np.exp(-0.5 * (wave - 5005.0) ** 2)
+    >>> def toy(labels):  # a toy library: one line, deeper at low Teff and at high log g
+    ...     teff, logg = labels[:, :1], labels[:, 1:]
+    ...     return 1.0 - (0.2 + 1e-4 * (6000.0 - teff) + 0.05 * (logg - 3.0)) * profile
+    >>> labels = np.array([[5000.0, 3.0], [5500.0, 4.5]])  # Teff [K], log g [dex]
+    >>> delta = np.array([10.0, 0.1])  # +10 K, +0.1 dex
+    >>> perturbed = np.stack([toy(labels + d) for d in np.diag(delta)], axis=1)
+    >>> perturbed.shape  # (m, L, npix)
+    (2, 2, 21)
+    >>> box = ([4000.0, 1.0], [6000.0, 5.0])
+    >>> jac = jacobians_from_perturbed(toy(labels), perturbed, delta, box)
+    >>> jac.shape, np.round(jac[0, 10], 3)  # as reference_jacobians gives
+    ((2, 21, 2), array([ 0.2, -0.2]))
     """
     lo, hi = _box(box)
     f0 = np.asarray(flux, dtype=np.float64)
@@ -266,6 +333,38 @@ def load_reference_jacobians(path, box):
         ``(m, L)`` reference labels (physical units).
     jacobians : numpy.ndarray
         ``(m, npix, L)`` per scaled label unit (see `jacobians_from_perturbed`).
+
+    Raises
+    ------
+    ValueError
+        If the file lacks an array, or its labels or wavelength grid are not
+        the emulator's.
+
+    Examples
+    --------
+    A file written from the spectra of a toy library:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from stellarml.models.emulator import MLPEmulator
+    >>> from stellarml.training import load_reference_jacobians
+    >>> wave = np.linspace(5000.0, 5010.0, 21)  # [Angstrom]
+    >>> profile = np.exp(-0.5 * (wave - 5005.0) ** 2)
+    >>> def toy(labels):  # a toy library: one line, deeper at low Teff and at high log g
+    ...     teff, logg = labels[:, :1], labels[:, 1:]
+    ...     return 1.0 - (0.2 + 1e-4 * (6000.0 - teff) + 0.05 * (logg - 3.0)) * profile
+    >>> labels = np.array([[5000.0, 3.0], [5500.0, 4.5]])
+    >>> delta = np.array([10.0, 0.1])
+    >>> perturbed = np.stack([toy(labels + d) for d in np.diag(delta)], axis=1)
+    >>> emulator = MLPEmulator(("teff", "logg"), [4000.0, 1.0], [6000.0, 5.0], wave, hidden=(8,))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "jacobians.npz"
+    ...     np.savez(path, labels=labels, label_names=np.array(["teff", "logg"]),
+    ...              wavelength=wave, flux=toy(labels), perturbed_flux=perturbed, delta=delta)
+    ...     ref_labels, jac = load_reference_jacobians(path, emulator)
+    >>> ref_labels.shape, jac.shape, np.round(jac[0, 10], 3)
+    ((2, 2), (2, 21, 2), array([ 0.2, -0.2]))
     """
     need = ("labels", "label_names", "wavelength", "flux", "perturbed_flux", "delta")
     with np.load(path, allow_pickle=False) as data:
@@ -496,6 +595,35 @@ def train_emulator(
     ValueError
         On inconsistent shapes, non-finite inputs, a gradient weight without
         reference Jacobians, or an emulator without trainable parameters.
+
+    Examples
+    --------
+    A tiny MLP emulator of a toy library, with the gradient prior at eight
+    reference points:
+
+    >>> import numpy as np, torch
+    >>> from stellarml.models.emulator import MLPEmulator
+    >>> from stellarml.training import reference_jacobians, train_emulator
+    >>> wave = np.linspace(5000.0, 5010.0, 21)  # [Angstrom]
+    >>> profile = np.exp(-0.5 * (wave - 5005.0) ** 2)
+    >>> def toy(labels):  # a toy library: one line, deeper at low Teff and at high log g
+    ...     teff, logg = labels[:, :1], labels[:, 1:]
+    ...     return 1.0 - (0.2 + 1e-4 * (6000.0 - teff) + 0.05 * (logg - 3.0)) * profile
+    >>> lo, hi = [4000.0, 1.0], [6000.0, 5.0]  # Teff [K], log g [dex]
+    >>> labels = np.random.default_rng(0).uniform(lo, hi, (64, 2))
+    >>> _ = torch.manual_seed(0)
+    >>> emulator = MLPEmulator(("teff", "logg"), lo, hi, wave, hidden=(16,))
+    >>> reference = labels[:8]
+    >>> history = train_emulator(
+    ...     emulator, labels, toy(labels), epochs=20, batch_size=32, learning_rate=1e-2,
+    ...     reference_labels=reference, gradient_weight=1.0,
+    ...     reference_jacobians=reference_jacobians(toy, reference, emulator))
+    >>> len(history["epoch"]), history["best_epoch"]
+    (20, 20)
+    >>> history["flux_rms"][-1] < 0.3 * history["flux_rms"][0]  # [normalised flux]
+    True
+    >>> history["jacobian_loss"][-1] < 0.3 * history["jacobian_loss"][0]
+    True
     """
     if schedule not in EMULATOR_SCHEDULES:
         raise ValueError(f"schedule must be one of {EMULATOR_SCHEDULES}, got {schedule!r}")

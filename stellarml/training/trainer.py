@@ -57,6 +57,24 @@ def save_state_dict_npz(path, state_dict):
         Output file.
     state_dict : mapping of str to `torch.Tensor`
         E.g. ``module.state_dict()``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import torch
+    >>> from stellarml.training import load_state_dict_npz, save_state_dict_npz
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "weights.npz"
+    ...     save_state_dict_npz(path, net.state_dict())
+    ...     state = load_state_dict_npz(path)
+    >>> len(state), tuple(state["0.weight"].shape), state["1.num_batches_tracked"].dtype
+    (7, (3, 4), torch.int64)
+    >>> all(torch.equal(state[key], value) for key, value in net.state_dict().items())
+    True
+    >>> net.load_state_dict(state)
+    <All keys matched successfully>
     """
     arrays = {name: t.detach().cpu().numpy() for name, t in state_dict.items()}
     with open(path, "wb") as fh:
@@ -66,9 +84,33 @@ def save_state_dict_npz(path, state_dict):
 def load_state_dict_npz(path):
     """Read a ``state_dict`` written by `save_state_dict_npz` (no pickle).
 
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+
     Returns
     -------
     state_dict : dict of str to `torch.Tensor`
+        CPU tensors with the stored dtypes, for ``module.load_state_dict``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import torch
+    >>> from stellarml.training import load_state_dict_npz, save_state_dict_npz
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "weights.npz"
+    ...     save_state_dict_npz(path, net.state_dict())
+    ...     state = load_state_dict_npz(path)
+    >>> len(state), tuple(state["0.weight"].shape), state["1.num_batches_tracked"].dtype
+    (7, (3, 4), torch.int64)
+    >>> all(torch.equal(state[key], value) for key, value in net.state_dict().items())
+    True
+    >>> net.load_state_dict(state)
+    <All keys matched successfully>
     """
     with np.load(path, allow_pickle=False) as data:
         return {name: torch.from_numpy(np.array(data[name])) for name in data.files}
@@ -123,6 +165,32 @@ class SpectrumAugmenter:
         Largest number of contiguous masked runs per spectrum (0 disables).
     mask_chunk_pixels : int
         Largest length of a masked run [pixels].
+
+    Raises
+    ------
+    ValueError
+        For an ``snr`` range that is not ``0 < min <= max``, negative
+        ``rv_jitter`` or ``continuum``, or masking settings out of range.
+
+    Examples
+    --------
+    Noise at S/N 50 added to noiseless continua:
+
+    >>> import torch
+    >>> from stellarml.training import SpectrumAugmenter
+    >>> augment = SpectrumAugmenter(snr=(50.0, 50.0), rv_jitter=0.0)
+    >>> flux, ivar = torch.ones(4, 500), torch.full((4, 500), 1e12)
+    >>> new_flux, new_ivar = augment((flux, ivar), torch.Generator().manual_seed(0))
+    >>> round(float(new_flux.std()), 3), round(float(new_ivar[0, 0]) ** -0.5, 3)
+    (0.02, 0.02)
+
+    Masked runs of up to 20 pixels (``ivar = 0``), at most two per spectrum:
+
+    >>> mask = SpectrumAugmenter(snr=None, rv_jitter=0.0, mask_chunks=2, mask_chunk_pixels=20)
+    >>> _, masked_ivar = mask((flux, ivar), torch.Generator().manual_seed(0))
+    >>> n_masked = (masked_ivar == 0).sum(dim=1)
+    >>> bool(n_masked.max() > 0), bool(n_masked.max() <= 40)
+    (True, True)
     """
 
     def __init__(
@@ -306,15 +374,47 @@ class Trainer:
     Attributes
     ----------
     history_ : list of dict
-        One entry per epoch: ``epoch``, ``lr``, ``time_s``, the training
-        averages of everything the loss function returned (``loss``...) and,
-        with validation data, the same prefixed ``val_``.
+        One entry per epoch: ``epoch``, ``lr``, ``time_s``, ``improved``
+        (whether the monitored loss improved), the training averages of
+        everything the loss function returned (``loss``...) and, with
+        validation data, the same prefixed ``val_``.
     best_epoch_ : int
         Epoch (1-based) whose weights were restored.
     best_loss_ : float
         Monitored loss at that epoch.
     stop_reason_ : str
         ``"max_epochs"`` or ``"early_stopping"``.
+
+    Raises
+    ------
+    ValueError
+        For ``max_epochs < 1``, ``batch_size < 2``, a non-positive ``lr``, an
+        unknown ``schedule``, ``patience < 1`` or ``warmup_fraction`` outside
+        (0, 1).
+    TypeError
+        If ``augment`` is not callable.
+
+    Examples
+    --------
+    A tiny network fitted to a linear target, with a validation split:
+
+    >>> import torch
+    >>> from stellarml.training import Trainer
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(64, 4)
+    >>> y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0])
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    >>> def loss_fn(module, batch):
+    ...     inputs, target = batch
+    ...     return torch.nn.functional.mse_loss(module(inputs)[:, 0], target)
+    >>> trainer = Trainer(max_epochs=10, batch_size=16, lr=1e-2, progress=False, device="cpu")
+    >>> history = trainer.fit(net, loss_fn, (x[:48], y[:48]), val_data=(x[48:], y[48:]))
+    >>> len(history), sorted(history[0])
+    (10, ['epoch', 'improved', 'loss', 'lr', 'time_s', 'val_loss'])
+    >>> trainer.stop_reason_, history[-1]["val_loss"] < history[0]["val_loss"]
+    ('max_epochs', True)
+    >>> trainer.best_loss_ == min(entry["val_loss"] for entry in history)  # weights restored
+    True
     """
 
     def __init__(

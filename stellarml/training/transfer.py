@@ -62,6 +62,21 @@ def resolve_freeze(freeze, module):
     ValueError
         For an unknown preset, or a prefix that matches no submodule or
         parameter of ``module`` (the message lists the top-level names).
+    TypeError
+        If a prefix is not a non-empty string.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import resolve_freeze
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> resolve_freeze(None, net), resolve_freeze("none", net), resolve_freeze(["0"], net)
+    ((), (), ('0',))
+    >>> try:
+    ...     resolve_freeze(["encoder"], net)  # the presets name RemapNet's modules
+    ... except ValueError as err:
+    ...     print(err)
+    freeze prefixes ['encoder'] match nothing in Sequential; top-level modules are ['0', '1', '2']
     """
     if freeze is None:
         freeze = "none"
@@ -104,6 +119,16 @@ def freeze(module, prefixes):
     -------
     names : list of str
         The names of the frozen parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import freeze, frozen_prefixes, trainable_parameters
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> freeze(net, ["0"])  # keep the first layer fixed
+    ['0.weight', '0.bias']
+    >>> net[0].weight.requires_grad, len(trainable_parameters(net)), frozen_prefixes(net)
+    (False, 2, ('0',))
     """
     prefixes = tuple(prefixes)
     frozen = []
@@ -117,14 +142,53 @@ def freeze(module, prefixes):
 
 
 def unfreeze(module):
-    """Make every parameter of ``module`` trainable again and forget the frozen prefixes."""
+    """Make every parameter of ``module`` trainable again and forget the frozen prefixes.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import freeze, frozen_prefixes, trainable_parameters, unfreeze
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> _ = freeze(net, ["0"])
+    >>> unfreeze(net)
+    >>> len(trainable_parameters(net)), frozen_prefixes(net)
+    (4, ())
+    """
     for param in module.parameters():
         param.requires_grad_(True)
     setattr(module, _ATTR, ())
 
 
 def frozen_prefixes(module):
-    """Prefixes frozen with `freeze` on ``module`` itself (tuple of str, empty if none)."""
+    """Prefixes frozen with `freeze` on ``module`` itself.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network.
+
+    Returns
+    -------
+    prefixes : tuple of str
+        Those of the last `freeze` call on ``module`` (not on its submodules);
+        empty if none, or after `unfreeze`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import freeze, frozen_prefixes
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> frozen_prefixes(net)
+    ()
+    >>> _ = freeze(net, ["0", "2.bias"])
+    >>> frozen_prefixes(net)
+    ('0', '2.bias')
+    """
     return tuple(getattr(module, _ATTR, ()))
 
 
@@ -138,10 +202,25 @@ def set_train_mode(module):
     Parameters
     ----------
     module : `torch.nn.Module`
+        The network, or a training objective that contains it.
 
     Returns
     -------
     module : `torch.nn.Module`
+        ``module`` itself.
+
+    Examples
+    --------
+    A frozen batch norm keeps its running statistics:
+
+    >>> import torch
+    >>> from stellarml.training import freeze, set_train_mode
+    >>> net = torch.nn.Sequential(
+    ...     torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 3))
+    >>> _ = freeze(net, ["0", "1"])
+    >>> _ = set_train_mode(net)
+    >>> net.training, net[1].training, net[2].training
+    (True, False, True)
     """
     module.train()
     for owner in module.modules():
@@ -154,7 +233,32 @@ def set_train_mode(module):
 
 
 def trainable_parameters(module):
-    """The parameters of ``module`` that require gradients (list of `torch.nn.Parameter`)."""
+    """The parameters of ``module`` that require gradients.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network.
+
+    Returns
+    -------
+    params : list of `torch.nn.Parameter`
+        What an optimiser should get (the frozen parameters left out).
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is not a `torch.nn.Module`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training import freeze, trainable_parameters
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> _ = freeze(net, ["0"])
+    >>> [tuple(p.shape) for p in trainable_parameters(net)]  # for the optimiser
+    [(3, 8), (3,)]
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
     return [p for p in module.parameters() if p.requires_grad]

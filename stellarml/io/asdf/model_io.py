@@ -36,15 +36,79 @@ _ASDF_MAGIC = b"#ASDF "
 
 
 class ModelFileError(ValueError):
-    """A model file cannot be read or written: the message names the file and why."""
+    """A model file cannot be read or written: the message names the file and why.
+
+    The base of every error `read_model` and `write_model` raise about a file
+    (a `ValueError`): the file is not ASDF, is truncated or corrupted, holds no
+    stellarml model, violates a schema or holds invalid values.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.io.asdf import ModelFileError, read_model
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "notes.asdf"
+    ...     _ = path.write_text("hello, not a model")
+    ...     try:
+    ...         read_model(path)
+    ...     except ModelFileError as err:
+    ...         print(type(err).__name__, isinstance(err, ValueError))
+    ...         print(str(err).replace(str(path), "<path>"))
+    ModelFileError True
+    <path> is not an ASDF file (it starts with b'hello,', not b'#ASDF ')
+    """
 
 
 class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
-    """The model file, or the shipped model of that name, does not exist."""
+    """The model file, or the shipped model of that name, does not exist.
+
+    Both a `ModelFileError` and a `FileNotFoundError`.
+
+    Examples
+    --------
+    >>> from stellarml.io.asdf import ModelFileNotFoundError, read_model
+    >>> try:
+    ...     read_model("remap-optical-r9999")  # not a shipped model's name
+    ... except ModelFileNotFoundError as err:
+    ...     print(isinstance(err, FileNotFoundError))
+    ...     print(err)
+    True
+    no shipped model named 'remap-optical-r9999'; available: ... (pass a path to read a model file)
+    >>> try:
+    ...     read_model("no/such/file.asdf")
+    ... except ModelFileNotFoundError as err:
+    ...     print(str(err).split(": ")[0])
+    model file not found
+    """
 
 
 class UnsupportedModelVersionError(ModelFileError):
-    """The file holds a stellarml object whose tag version this stellarml cannot read."""
+    """The file holds a stellarml object whose tag version this stellarml cannot read.
+
+    A later minor version of a supported tag means the file was written by a
+    newer stellarml (the message says to upgrade); another major version
+    needs a stellarml that supports it.
+
+    Examples
+    --------
+    A copy of a shipped model whose tag claims a later minor version, as a
+    newer stellarml would write it:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.data import model_path
+    >>> from stellarml.io.asdf import UnsupportedModelVersionError, read_model
+    >>> data = model_path("phdl-optical-r2000").read_bytes()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "newer.asdf"
+    ...     _ = path.write_bytes(data.replace(b"emulator_model-1.0.0", b"emulator_model-1.9.0"))
+    ...     try:
+    ...         read_model(path)
+    ...     except UnsupportedModelVersionError as err:
+    ...         print(str(err).replace(str(path), "<path>"))
+    <path> was written by a newer stellarml (...): it holds emulator_model-1.9.0, a later ...
+    """
 
 
 def file_hash(path, *, chunk_size=1 << 20):
@@ -61,6 +125,30 @@ def file_hash(path, *, chunk_size=1 << 20):
     -------
     hexdigest : str
         64 lower-case hexadecimal characters.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.io.asdf import file_hash
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "abc.txt"
+    ...     _ = path.write_bytes(b"abc")
+    ...     print(file_hash(path))
+    ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+
+    It is the hash `read_model` records in ``model.source_``:
+
+    >>> from stellarml.data import model_path
+    >>> from stellarml.io.asdf import read_model
+    >>> path = model_path("phdl-optical-r2000")
+    >>> file_hash(path) == read_model(path).source_["sha256"]
+    True
     """
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -98,6 +186,25 @@ def write_model(model, path, *, compression=None):
     ModelFileError
         If the model's tree violates its schema (the message names the schema
         and the failing entry), or the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.io.asdf import file_hash, read_model, write_model
+    >>> model = read_model("phdl-optical-r2000")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "models" / "phdl.asdf"  # missing folders are created
+    ...     sha256 = write_model(model, path, compression="zlib")
+    ...     print(sha256 == file_hash(path) == model.source_["sha256"])
+    ...     print(path.read_bytes()[:6], read_model(path).name)
+    True
+    b'#ASDF ' phdl-optical-r2000
+    >>> try:
+    ...     write_model("not a model", "never-written.asdf")
+    ... except TypeError as err:
+    ...     print(str(err).split(":")[0])
+    cannot write a str as a stellarml model
     """
     import asdf
     from asdf.exceptions import ValidationError
@@ -164,6 +271,20 @@ def read_model(path_or_name):
         The model's tag version is not supported by this stellarml; a later
         minor version of a supported tag is reported as written by a newer
         stellarml (upgrade to read it).
+    TypeError
+        ``path_or_name`` is neither a string nor path-like.
+
+    Examples
+    --------
+    >>> from stellarml.data import available_models
+    >>> from stellarml.io.asdf import read_model
+    >>> available_models()
+    ['dtl-optical-r2000', 'phdl-optical-r2000', 'remap-optical-r2000']
+    >>> model = read_model("dtl-optical-r2000")  # a name: the shipped file
+    >>> type(model).__name__, model.label_names
+    ('DTLModel', ('teff', 'logg', 'fe_h'))
+    >>> read_model(model.source_["path"]).source_ == model.source_  # a path: the same file
+    True
     """
     path = _resolve(path_or_name)
     if not path.is_file():

@@ -9,7 +9,7 @@ __all__ = ["LabelModelConverter"]
 
 
 class LabelModelConverter(Converter):
-    """Base of the ASDF converters of `~stellarml.models.LabelModel` classes.
+    r"""Base of the ASDF converters of `~stellarml.models.LabelModel` classes.
 
     Every model node holds the common entries
 
@@ -34,6 +34,34 @@ class LabelModelConverter(Converter):
     and reads in `build_model`. The model classes are referenced by name and
     imported only in `build_model`, so that asdf can load the extension
     without importing torch.
+
+    Examples
+    --------
+    stellarml's model converters all build on it:
+
+    >>> from stellarml.io.asdf.converters import (
+    ...     DTLModelConverter, EmulatorModelConverter, LabelModelConverter,
+    ...     RemapEnsembleConverter, RemapModelConverter)
+    >>> all(issubclass(c, LabelModelConverter) for c in (
+    ...     DTLModelConverter, EmulatorModelConverter, RemapEnsembleConverter, RemapModelConverter))
+    True
+
+    The node of a shipped model file (its YAML header): the common entries and
+    the method's own (here those of
+    `~stellarml.io.asdf.converters.EmulatorModelConverter.method_node`):
+
+    >>> import re
+    >>> from stellarml.data import model_path
+    >>> header = model_path("phdl-optical-r2000").read_bytes().split(b"\n...")[0].decode()
+    >>> node = header.split("\nmodel: ")[1]
+    >>> print(node.splitlines()[0])  # the model's tag
+    !<asdf://stellarml.org/stellarml/tags/emulator_model-1.0.0>
+    >>> keys = sorted(set(re.findall("^  ([a-z_]+):", node, re.M)))
+    >>> common = ["calibration", "labels", "name", "preparation", "provenance", "stellarml_version"]
+    >>> all(key in keys for key in common)
+    True
+    >>> [key for key in keys if key not in common]
+    ['emulator', 'fit_options', 'fitter', 'fitter_settings', 'model_error']
     """
 
     def method_node(self, obj, tag, ctx):

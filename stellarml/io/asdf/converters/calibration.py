@@ -55,6 +55,42 @@ class LabelCalibrationConverter(Converter):
     (the order of the corrected labels), ``provenance``
     (reference set, number and identifiers of the stars...) and, for a chain,
     ``steps`` (tagged calibrations). Only fitted calibrations are written.
+
+    Examples
+    --------
+    asdf uses it for any fitted calibration in a tree, here the one a shipped
+    model carries (a chain of a trend and a width calibration):
+
+    >>> import re, tempfile
+    >>> from pathlib import Path
+    >>> import asdf
+    >>> from stellarml import read_model
+    >>> from stellarml.io.asdf.converters import LabelCalibrationConverter
+    >>> LabelCalibrationConverter.tags
+    ('asdf://stellarml.org/stellarml/tags/label_calibration-1.*',)
+    >>> calibration = read_model("phdl-optical-r2000").calibration
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "calibration.asdf"
+    ...     asdf.AsdfFile({"x": calibration}).write_to(path)
+    ...     tags = re.findall(b"!<(asdf:[^>]+)>", path.read_bytes())
+    ...     with asdf.open(path) as af:
+    ...         back = af["x"]
+    >>> len(tags), set(tags)  # the chain and its two steps
+    (3, {b'asdf://stellarml.org/stellarml/tags/label_calibration-1.0.0'})
+    >>> type(back).__name__, [step.kind for step in back.steps]
+    ('ChainedCalibration', ['trend', 'width'])
+    >>> back.describe() == calibration.describe()
+    True
+
+    An unfitted calibration is refused:
+
+    >>> import io
+    >>> from stellarml.calibration import TrendCalibration
+    >>> try:
+    ...     asdf.AsdfFile({"x": TrendCalibration({"teff": []})}).write_to(io.BytesIO())
+    ... except ValueError as err:
+    ...     print(err)
+    cannot write an unfitted TrendCalibration
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/label_calibration-1.*",)

@@ -30,6 +30,34 @@ class DTLModelConverter(LabelModelConverter):
     a float32 ASDF binary block (never pickle); the networks are built only
     when a prediction first needs them. Reading refuses non-finite weights and
     thresholds.
+
+    Examples
+    --------
+    asdf uses it for any `~stellarml.models.DTLModel` in a tree, here the
+    shipped ``dtl-optical-r2000`` (two autoencoders):
+
+    >>> import re, tempfile
+    >>> from pathlib import Path
+    >>> import asdf
+    >>> import numpy as np
+    >>> from stellarml import read_model
+    >>> from stellarml.io.asdf.converters import DTLModelConverter
+    >>> DTLModelConverter.tags
+    ('asdf://stellarml.org/stellarml/tags/dtl_model-1.*',)
+    >>> model = read_model("dtl-optical-r2000")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "dtl.asdf"
+    ...     asdf.AsdfFile({"x": model}).write_to(path)
+    ...     tag = re.search(b"x: !<([^>]+)>", path.read_bytes()).group(1).decode()
+    ...     with asdf.open(path) as af:
+    ...         back = af["x"]
+    >>> print(tag)
+    asdf://stellarml.org/stellarml/tags/dtl_model-1.0.0
+    >>> type(back).__name__, len(back.members_), back.label_names
+    ('DTLModel', 2, ('teff', 'logg', 'fe_h'))
+    >>> a, b = model.members_[0], back.members_[0]
+    >>> a["thresholds"] == b["thresholds"], np.array_equal(a["reference"], b["reference"])
+    (True, True)
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/dtl_model-1.*",)

@@ -19,6 +19,33 @@ class EmulatorModelConverter(LabelModelConverter):
     ``fitter_settings``, ``fit_options`` (with ``model_error`` as an array)
     and ``medium``. Reading refuses unknown emulator classes and non-finite
     weights.
+
+    Examples
+    --------
+    asdf uses it for any `~stellarml.models.emulator.EmulatorModel` in a tree,
+    here the shipped ``phdl-optical-r2000``:
+
+    >>> import re, tempfile
+    >>> from pathlib import Path
+    >>> import asdf, torch
+    >>> from stellarml import read_model
+    >>> from stellarml.io.asdf.converters import EmulatorModelConverter
+    >>> EmulatorModelConverter.tags
+    ('asdf://stellarml.org/stellarml/tags/emulator_model-1.*',)
+    >>> model = read_model("phdl-optical-r2000")
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "emulator.asdf"
+    ...     asdf.AsdfFile({"x": model}).write_to(path)
+    ...     tag = re.search(b"x: !<([^>]+)>", path.read_bytes()).group(1).decode()
+    ...     with asdf.open(path) as af:
+    ...         back = af["x"]
+    >>> print(tag)
+    asdf://stellarml.org/stellarml/tags/emulator_model-1.0.0
+    >>> type(back.emulator).__name__, back.emulator.n_pixels, back.fitter
+    ('MLPEmulator', 2037, 'gradient')
+    >>> before, after = model.emulator.state_dict(), back.emulator.state_dict()
+    >>> all(torch.equal(before[key], after[key]) for key in before)  # float32 weights, exact
+    True
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/emulator_model-1.*",)

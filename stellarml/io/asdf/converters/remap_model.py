@@ -30,6 +30,35 @@ class RemapModelConverter(LabelModelConverter):
     adds ``calibration``; 1.0.0 files read as uncalibrated models. Reading
     refuses non-finite weights, reference embeddings and thresholds
     (``InvalidModelContent``).
+
+    Examples
+    --------
+    asdf uses it for any fitted `~stellarml.models.RemapModel` in a tree, here
+    one member of the shipped ``remap-optical-r2000`` ensemble:
+
+    >>> import re, tempfile
+    >>> from pathlib import Path
+    >>> import asdf, torch
+    >>> from stellarml import read_model
+    >>> from stellarml.io.asdf.converters import RemapModelConverter
+    >>> RemapModelConverter.tags
+    ('asdf://stellarml.org/stellarml/tags/remap_model-1.*',)
+    >>> member = read_model("remap-optical-r2000").members[0]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "remap.asdf"
+    ...     asdf.AsdfFile({"x": member}).write_to(path)
+    ...     tag = re.search(b"x: !<([^>]+)>", path.read_bytes()).group(1).decode()
+    ...     with asdf.open(path) as af:
+    ...         back = af["x"]
+    >>> print(tag)
+    asdf://stellarml.org/stellarml/tags/remap_model-1.1.0
+    >>> type(back).__name__, back.n_pix_, back.label_bins()["teff"]
+    ('RemapModel', 2037, LabelBins(lo=3000.0, hi=8500.0, width=50.0))
+    >>> back.domain_threshold_ == member.domain_threshold_
+    True
+    >>> before, after = member.weight_arrays()["network"], back.weight_arrays()["network"]
+    >>> all((before[key] == after[key]).all() for key in before)
+    True
     """
 
     tags = ("asdf://stellarml.org/stellarml/tags/remap_model-1.*",)
