@@ -50,22 +50,71 @@ __all__ = [
 
 
 def is_distributed():
-    """True when a `torch.distributed` process group with more than one process is active."""
+    """True when a `torch.distributed` process group with more than one process is active.
+
+    Returns
+    -------
+    distributed : bool
+        False in a plain process, and in a group of one process.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import is_distributed
+    >>> is_distributed()  # a plain process, not started by torchrun
+    False
+    """
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank():
-    """Rank of this process (0 without a process group)."""
+    """Rank of this process (0 without a process group).
+
+    Returns
+    -------
+    rank : int
+        ``torch.distributed.get_rank()`` in a group of several processes, else 0.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import rank
+    >>> rank()
+    0
+    """
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size():
-    """Number of processes (1 without a process group)."""
+    """Number of processes (1 without a process group).
+
+    Returns
+    -------
+    world_size : int
+        ``torch.distributed.get_world_size()`` in a group of several processes, else 1.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import world_size
+    >>> world_size()
+    1
+    """
     return dist.get_world_size() if is_distributed() else 1
 
 
 def local_rank():
-    """Rank of this process on its machine (``LOCAL_RANK``; 0 without torchrun)."""
+    """Rank of this process on its machine (``LOCAL_RANK``; 0 without torchrun).
+
+    Returns
+    -------
+    local_rank : int
+        The ``LOCAL_RANK`` environment variable in a group of several processes
+        (the GPU index of this process), else 0.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import local_rank
+    >>> local_rank()
+    0
+    """
     return int(os.environ.get("LOCAL_RANK", 0)) if is_distributed() else 0
 
 
@@ -171,7 +220,13 @@ def destroy_distributed():
 
 
 def barrier():
-    """Wait for all processes (no-op without a process group)."""
+    """Wait for all processes (no-op without a process group).
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import barrier
+    >>> barrier()  # returns at once in a plain process
+    """
     if is_distributed():
         dist.barrier()
 
@@ -186,6 +241,26 @@ def all_reduce_sums(values, device="cpu"):
 
     Every process must pass the same keys. Without a process group the values
     are returned as floats, unchanged.
+
+    Parameters
+    ----------
+    values : dict of str to float or 0-d `torch.Tensor`
+        This process's scalars, e.g. summed losses and sample counts.
+    device : str or `torch.device`, optional
+        Device of the training tensors: CUDA tensors are reduced on that device
+        (NCCL), everything else on the CPU (gloo).
+
+    Returns
+    -------
+    sums : dict of str to float
+        The sums over all processes, in sorted key order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training.distributed import all_reduce_sums
+    >>> all_reduce_sums({"n": 32, "loss": torch.tensor(4.5)})
+    {'loss': 4.5, 'n': 32.0}
     """
     keys = sorted(values)
     if not is_distributed():
@@ -199,7 +274,26 @@ def all_reduce_sums(values, device="cpu"):
 
 
 def broadcast_floats(values, device="cpu"):
-    """Rank 0's list of floats on every process (unchanged without a process group)."""
+    """Rank 0's list of floats on every process (unchanged without a process group).
+
+    Parameters
+    ----------
+    values : sequence of float
+        The values; only those of rank 0 matter. Every process passes as many.
+    device : str or `torch.device`, optional
+        Device of the training tensors (CUDA: NCCL on that device; else gloo).
+
+    Returns
+    -------
+    values : list of float
+        Rank 0's values.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import broadcast_floats
+    >>> broadcast_floats([1, 2.5])
+    [1.0, 2.5]
+    """
     values = [float(v) for v in values]
     if not is_distributed():
         return values
@@ -209,7 +303,26 @@ def broadcast_floats(values, device="cpu"):
 
 
 def all_true(flag, device="cpu"):
-    """True when ``flag`` is true on every process."""
+    """True when ``flag`` is true on every process.
+
+    Parameters
+    ----------
+    flag : bool
+        This process's answer (e.g. "my validation loss improved").
+    device : str or `torch.device`, optional
+        Device of the training tensors (CUDA: NCCL on that device; else gloo).
+
+    Returns
+    -------
+    all_true : bool
+        ``flag`` itself without a process group.
+
+    Examples
+    --------
+    >>> from stellarml.training.distributed import all_true
+    >>> all_true(True), all_true(0)
+    (True, False)
+    """
     if not is_distributed():
         return bool(flag)
     t = torch.tensor([0.0 if flag else 1.0], device=_comm_device(device))
@@ -225,6 +338,30 @@ def shard(indices, rank_=None, world_size_=None):
     `torch.utils.data.DistributedSampler` layout applied batch by batch), so
     the slices of all processes make up exactly the batch a single process
     would use. Without a process group ``indices`` is returned unchanged.
+
+    Parameters
+    ----------
+    indices : sequence or `numpy.ndarray` or `torch.Tensor`
+        The sample indices of one global batch, the same on every process.
+    rank_ : int, optional
+        This process's rank (default: `rank`).
+    world_size_ : int, optional
+        The number of processes (default: `world_size`).
+
+    Returns
+    -------
+    indices
+        ``indices[rank::world_size]`` (``indices`` itself for one process).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.training.distributed import shard
+    >>> batch = np.array([7, 3, 9, 0, 4])
+    >>> shard(batch, rank_=0, world_size_=2), shard(batch, rank_=1, world_size_=2)
+    (array([7, 9, 4]), array([3, 0]))
+    >>> shard(batch) is batch  # a plain process keeps the whole batch
+    True
     """
     r = rank() if rank_ is None else int(rank_)
     w = world_size() if world_size_ is None else int(world_size_)
@@ -257,6 +394,31 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
     Unlike `torch.nn.SyncBatchNorm` it runs on the CPU (gloo). In evaluation
     mode, or without a process group, it is an ordinary batch norm. Shares the
     parameters and buffers of the module it replaces (`sync_batch_norm`).
+
+    Parameters
+    ----------
+    num_features : int
+        Number of channels ``C`` of the ``(N, C, ...)`` input.
+    eps : float, optional
+        Added to the variance for stability.
+    momentum : float or None, optional
+        Weight of the newest batch in the running statistics (None: a plain
+        cumulative average).
+    affine : bool, optional
+        Learn a per-channel scale and offset.
+    track_running_stats : bool, optional
+        Keep running mean and variance for evaluation mode.
+
+    Examples
+    --------
+    Without a process group it gives what `torch.nn.BatchNorm1d` gives:
+
+    >>> import torch
+    >>> from stellarml.training.distributed import DistributedBatchNorm
+    >>> x = torch.arange(24.0).reshape(4, 2, 3)
+    >>> bn, ref = DistributedBatchNorm(2), torch.nn.BatchNorm1d(2)
+    >>> torch.allclose(bn(x), ref(x)), torch.allclose(bn.running_mean, ref.running_mean)
+    (True, True)
     """
 
     def _check_input_dim(self, input):
@@ -307,6 +469,28 @@ def sync_batch_norm(module, device="cpu"):
     elsewhere, sharing its parameters and buffers; the original modules come back
     afterwards with the trained values. Call it after moving ``module`` to its
     device. Without a process group nothing changes.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network, already on ``device``.
+    device : str or `torch.device`, optional
+        Its device: CUDA uses `torch.nn.SyncBatchNorm`, the CPU
+        `DistributedBatchNorm`.
+
+    Yields
+    ------
+    module : `torch.nn.Module`
+        The same module, its batch norms swapped for the block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training.distributed import sync_batch_norm
+    >>> net = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.BatchNorm1d(2))
+    >>> with sync_batch_norm(net) as inside:  # a plain process: nothing to synchronise
+    ...     print(type(inside[1]).__name__)
+    BatchNorm1d
     """
     if not is_distributed():
         yield module
@@ -355,6 +539,28 @@ def wrap_ddp(module, device, find_unused_parameters=False):
     parameters that a step may leave unused (DDP then searches the graph every
     step); `~stellarml.training.Trainer` does so when the environment variable
     ``STELLARML_DDP_FIND_UNUSED=1`` is set.
+
+    Parameters
+    ----------
+    module : `torch.nn.Module`
+        The network, already on ``device``.
+    device : str or `torch.device`
+        Its device (a CUDA device becomes DDP's single ``device_ids`` entry).
+    find_unused_parameters : bool, optional
+        Let DDP tolerate parameters that get no gradient in a step.
+
+    Returns
+    -------
+    module : `torch.nn.Module`
+        The DDP wrapper in a group of several processes, else ``module``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.training.distributed import wrap_ddp
+    >>> net = torch.nn.Linear(3, 1)
+    >>> wrap_ddp(net, "cpu") is net  # a plain process: no wrapper
+    True
     """
     if not is_distributed():
         return module
