@@ -156,6 +156,32 @@ class GridPointNotFound(LookupError):
         The grid point, e.g. ``{"teff": 12000.0, "logg": 0.5, "m_h": 0.0, "alpha_fe": 0.0}``.
     url : str, optional
         The URL (or path) that was tried.
+
+    Attributes
+    ----------
+    point : dict or None
+        The grid point, as given.
+    url : str or None
+        The URL (or path), as given.
+
+    Examples
+    --------
+    A server that lacks the file answers HTTP 404 (here a loopback server
+    serving an empty folder):
+
+    >>> import functools, http.server, tempfile, threading
+    >>> from stellarml.libraries.download import GridPointNotFound, fetch_kurucz
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp.name)
+    >>> server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    >>> threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    >>> url = f"http://127.0.0.1:{server.server_address[1]}/"
+    >>> try:
+    ...     fetch_kurucz(5000, 0.0, base_url=url, mirror=tmp.name, show_progress=False)
+    ... except GridPointNotFound as err:
+    ...     print(type(err).__name__, err.point, err.url.removeprefix(url))
+    GridPointNotFound {'teff': 5000.0, 'm_h': 0.0} ck04models/ckp00/ckp00_5000.fits
+    >>> server.shutdown(); server.server_close(); tmp.cleanup()
     """
 
     def __init__(self, message, *, point=None, url=None):
@@ -170,7 +196,36 @@ class GridPointNotFound(LookupError):
 class GridDownloadError(OSError):
     """A grid file could not be transferred (network error, short transfer, HTTP error).
 
-    ``url`` names the file; ``partial`` is the kept ``.part`` file (or None).
+    Parameters
+    ----------
+    message : str
+        What went wrong.
+    url : str, optional
+        The file's URL.
+    partial : `~pathlib.Path`, optional
+        The kept ``.part`` file of an interrupted transfer, which the next
+        download resumes.
+
+    Attributes
+    ----------
+    url : str or None
+        The file's URL.
+    partial : `~pathlib.Path` or None
+        The kept ``.part`` file (None when nothing was kept).
+
+    Examples
+    --------
+    A file that is neither in the mirror nor allowed to be downloaded:
+
+    >>> import tempfile
+    >>> from astropy.utils.data import conf
+    >>> from stellarml.libraries.download import GridDownloadError, fetch_kurucz
+    >>> with tempfile.TemporaryDirectory() as mirror, conf.set_temp("allow_internet", False):
+    ...     try:
+    ...         fetch_kurucz(5000, 0.0, mirror=mirror)
+    ...     except GridDownloadError as err:
+    ...         print(type(err).__name__, err.url.rsplit("/", 1)[-1], err.partial)
+    GridDownloadError ckp00_5000.fits None
     """
 
     def __init__(self, message, *, url=None, partial=None):
@@ -186,12 +241,41 @@ class InvalidGridFile(ValueError):
     """A downloaded or local grid file is not a valid FITS file of the expected kind.
 
     Also raised when a file does not match its checksum or expected size.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.libraries.download import InvalidGridFile, validate_grid_file
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "WAVE.fits"
+    >>> fits.PrimaryHDU(np.linspace(9000.0, 3000.0, 50)).writeto(path)  # decreasing
+    >>> try:
+    ...     validate_grid_file(path, "phoenix_wavelength", where="WAVE.fits")
+    ... except InvalidGridFile as err:
+    ...     print(type(err).__name__, err)
+    InvalidGridFile WAVE.fits: PHOENIX wavelengths must be finite and increasing
+    >>> tmp.cleanup()
     """
 
 
 class UnsafeDownloadError(GridDownloadError):
     """A download was refused: a redirect to another host, a file over the size
-    cap, or a mirror path that would leave the mirror directory."""
+    cap, or a mirror path that would leave the mirror directory.
+
+    A `GridDownloadError` (same parameters and attributes).
+
+    Examples
+    --------
+    >>> from stellarml.libraries.download import KURUCZ_BASE_URL, UnsafeDownloadError, grid_url
+    >>> try:
+    ...     grid_url(KURUCZ_BASE_URL, "ck04models/../../secret.fits")
+    ... except UnsafeDownloadError as err:
+    ...     print(type(err).__name__, err)
+    UnsafeDownloadError relative path 'ck04models/../../secret.fits' has a '..' component
+    """
 
 
 # ---------------------------------------------------------------------- names
@@ -219,6 +303,19 @@ def phoenix_relpath(teff, logg, m_h, alpha=0.0):
     ------
     ValueError
         If the values are not PHOENIX grid values (see `stellarml.io.phoenix.phoenix_filename`).
+
+    Examples
+    --------
+    >>> from stellarml.libraries.download import phoenix_relpath
+    >>> print(phoenix_relpath(5800, 4.5, 0.0))
+    PHOENIX-ACES-AGSS-COND-2011/Z-0.0/lte05800-4.50-0.0.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits
+    >>> print(phoenix_relpath(5000, 2.0, -1.0, alpha=0.4).split("/")[1])
+    Z-1.0.Alpha=+0.40
+    >>> try:
+    ...     phoenix_relpath(5810, 4.5, 0.0)
+    ... except ValueError as err:
+    ...     print(str(err).split(";")[0])
+    teff=5810 K is not a point of the PHOENIX-ACES grid
     """
     name = phoenix_filename(teff, logg, m_h, alpha)
     return f"{PHOENIX_GRID_DIR}/{phoenix_subdir(m_h, alpha)}/{name}"
@@ -240,6 +337,19 @@ def kurucz_relpath(teff, m_h, atlas="ck04"):
     -------
     str
         E.g. ``"ck04models/ckp00/ckp00_5000.fits"``.
+
+    Raises
+    ------
+    ValueError
+        If ``teff`` or ``m_h`` is not a grid value of the atlas, or the atlas is unknown.
+
+    Examples
+    --------
+    >>> from stellarml.libraries.download import kurucz_relpath
+    >>> print(kurucz_relpath(5000, 0.0))
+    ck04models/ckp00/ckp00_5000.fits
+    >>> print(kurucz_relpath(10000, -0.5, atlas="k93"))
+    k93models/km05/km05_10000.fits
     """
     name = kurucz_filename(teff, m_h, atlas)
     return f"{KURUCZ_ATLAS_DIRS[atlas]}/{kurucz_subdir(m_h, atlas)}/{name}"
@@ -258,11 +368,22 @@ def grid_url(base_url, relpath):
     Returns
     -------
     str
+        The URL of the file.
 
     Raises
     ------
+    ValueError
+        If ``base_url`` is not an ``http://`` or ``https://`` URL.
     UnsafeDownloadError
         If ``relpath`` has a ``..`` component, a backslash, or is empty.
+
+    Examples
+    --------
+    >>> from stellarml.libraries.download import KURUCZ_BASE_URL, grid_url, kurucz_relpath
+    >>> print(grid_url(KURUCZ_BASE_URL, kurucz_relpath(5000, 0.0)))
+    https://archive.stsci.edu/hlsps/reference-atlases/cdbs/grid/ck04models/ckp00/ckp00_5000.fits
+    >>> print(grid_url("http://127.0.0.1:8000/HiResFITS", "/./WAVE.fits"))
+    http://127.0.0.1:8000/HiResFITS/WAVE.fits
     """
     if not isinstance(base_url, str) or not re.match(r"^https?://", base_url):
         raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
@@ -373,6 +494,38 @@ def validate_grid_file(path, kind, point=None, *, where=None):
     InvalidGridFile
         If the file is not FITS, is truncated, lacks the expected structure or
         keywords, has non-finite values or holds another grid point.
+    ValueError
+        If ``kind`` is not one of `KINDS`.
+
+    Examples
+    --------
+    A small PHOENIX-like model (1-D primary image with the ``PHX*`` labels):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.libraries.download import InvalidGridFile, validate_grid_file
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "model.fits"
+    >>> labels = {"PHXTEFF": 5800.0, "PHXLOGG": 4.5, "PHXM_H": 0.0, "PHXALPHA": 0.0}
+    >>> fits.PrimaryHDU(np.ones(50, np.float32), header=fits.Header(labels)).writeto(path)
+    >>> point = {"teff": 5800.0, "logg": 4.5, "m_h": 0.0, "alpha_fe": 0.0}
+    >>> validate_grid_file(path, "phoenix", point) is None  # valid: no error
+    True
+    >>> try:
+    ...     validate_grid_file(path, "phoenix", {**point, "teff": 6000.0}, where="model.fits")
+    ... except InvalidGridFile as err:
+    ...     print(err)
+    model.fits: not the requested grid point (teff: expected 6000, file has 5800)
+    >>> Path(tmp.name, "cut.fits").write_bytes(path.read_bytes()[:3000])  # a broken transfer
+    3000
+    >>> try:
+    ...     validate_grid_file(Path(tmp.name, "cut.fits"), "phoenix", where="cut.fits")
+    ... except InvalidGridFile as err:
+    ...     print(err)
+    cut.fits: truncated FITS file (3000 bytes, its headers describe 5760)
+    >>> tmp.cleanup()
     """
     if kind not in _CHECKS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -765,6 +918,47 @@ def fetch_grid_file(
         A redirect to another host, a file over ``max_bytes``, or a
         ``relpath`` that leaves the mirror (``..``, absolute, a symbolic link
         out of it).
+
+    Examples
+    --------
+    Into the astropy cache, from the PHOENIX server (needs the network):
+
+    >>> from stellarml.libraries.download import PHOENIX_BASE_URL, fetch_grid_file
+    >>> path = fetch_grid_file(  # doctest: +SKIP
+    ...     "WAVE_PHOENIX-ACES-AGSS-COND-2011.fits",
+    ...     base_url=PHOENIX_BASE_URL,
+    ...     kind="phoenix_wavelength",
+    ... )
+
+    Into a mirror folder, from a loopback HTTP server holding a small
+    wavelength file:
+
+    >>> import functools, http.server, tempfile, threading
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> served, mirror = Path(tmp.name, "served"), Path(tmp.name, "mirror")
+    >>> served.mkdir()
+    >>> wave_file = served / "WAVE_PHOENIX-ACES-AGSS-COND-2011.fits"
+    >>> fits.PrimaryHDU(np.linspace(3000.0, 10000.0, 50)).writeto(wave_file)
+    >>> handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    >>> server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    >>> threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    >>> url = f"http://127.0.0.1:{server.server_address[1]}/"
+    >>> path = fetch_grid_file(
+    ...     wave_file.name, base_url=url, kind="phoenix_wavelength", mirror=mirror,
+    ...     show_progress=False,
+    ... )
+    >>> print(path.relative_to(tmp.name), path.stat().st_size)  # downloaded, validated
+    mirror/WAVE_PHOENIX-ACES-AGSS-COND-2011.fits 5760
+    >>> server.shutdown(); server.server_close()
+    >>> again = fetch_grid_file(  # the server is gone: the mirror has the file
+    ...     wave_file.name, base_url=url, kind="phoenix_wavelength", mirror=mirror
+    ... )
+    >>> again == path
+    True
+    >>> tmp.cleanup()
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
@@ -872,6 +1066,34 @@ def fetch_phoenix(
         If the model does not exist on the server (the grid is ragged).
     GridDownloadError, InvalidGridFile
         See `fetch_grid_file`.
+    ValueError
+        If the labels are not PHOENIX grid values.
+
+    Examples
+    --------
+    From the Göttingen server into the astropy cache (needs the network; about 6 MB):
+
+    >>> from stellarml.libraries.download import fetch_phoenix
+    >>> path = fetch_phoenix(5800, 4.5, 0.0)  # doctest: +SKIP
+
+    A mirror that already holds the model is used without the network:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from astropy.utils.data import conf
+    >>> from stellarml.libraries.download import phoenix_relpath
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> model = Path(tmp.name) / phoenix_relpath(5800, 4.5, 0.0)
+    >>> model.parent.mkdir(parents=True)
+    >>> labels = {"PHXTEFF": 5800.0, "PHXLOGG": 4.5, "PHXM_H": 0.0, "PHXALPHA": 0.0}
+    >>> fits.PrimaryHDU(np.ones(50, np.float32), header=fits.Header(labels)).writeto(model)
+    >>> with conf.set_temp("allow_internet", False):
+    ...     path = fetch_phoenix(5800, 4.5, 0.0, mirror=tmp.name)
+    >>> print(path.name)
+    lte05800-4.50-0.0.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits
+    >>> tmp.cleanup()
     """
     point = {"teff": float(teff), "logg": float(logg), "m_h": float(m_h), "alpha_fe": float(alpha)}
     return fetch_grid_file(
@@ -910,6 +1132,35 @@ def fetch_phoenix_wavelength(
     Returns
     -------
     `~pathlib.Path`
+
+    Raises
+    ------
+    GridDownloadError, InvalidGridFile, UnsafeDownloadError
+        See `fetch_grid_file`.
+
+    Examples
+    --------
+    From the Göttingen server into the astropy cache (needs the network):
+
+    >>> from stellarml.libraries.download import fetch_phoenix_wavelength
+    >>> path = fetch_phoenix_wavelength()  # doctest: +SKIP
+
+    A mirror that already holds the file is used without the network, and is
+    checked against what a manifest says (here its size [bytes]):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from astropy.utils.data import conf
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> wave_file = Path(tmp.name) / "WAVE_PHOENIX-ACES-AGSS-COND-2011.fits"
+    >>> fits.PrimaryHDU(np.linspace(3000.0, 10000.0, 50)).writeto(wave_file)
+    >>> with conf.set_temp("allow_internet", False):
+    ...     path = fetch_phoenix_wavelength(mirror=tmp.name, expected={"size": 5760})
+    >>> path == wave_file
+    True
+    >>> tmp.cleanup()
     """
     return fetch_grid_file(
         PHOENIX_WAVE_FILENAME,
@@ -953,6 +1204,51 @@ def fetch_kurucz(
     Returns
     -------
     `~pathlib.Path`
+
+    Raises
+    ------
+    GridPointNotFound
+        If the file does not exist on the server.
+    GridDownloadError, InvalidGridFile, UnsafeDownloadError
+        See `fetch_grid_file`.
+    ValueError
+        If ``teff`` or ``m_h`` is not a grid value of the atlas.
+
+    Examples
+    --------
+    From STScI into the astropy cache (needs the network):
+
+    >>> from stellarml.libraries.download import fetch_kurucz
+    >>> path = fetch_kurucz(5000, 0.0)  # doctest: +SKIP
+
+    A mirror that already holds the atlas file (the STScI layout: header
+    ``TEFF``/``LOG_Z``, table ``WAVELENGTH`` + ``g00`` ... ``g50``) is used
+    without the network:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from astropy.utils.data import conf
+    >>> from stellarml.libraries.download import kurucz_relpath
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> atlas = Path(tmp.name) / kurucz_relpath(5000, 0.0)
+    >>> atlas.parent.mkdir(parents=True)
+    >>> wave = np.geomspace(3000.0, 10000.0, 100)  # [Angstrom]
+    >>> columns = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
+    >>> columns += [
+    ...     fits.Column(name=f"g{g:02d}", format="E", unit="FLAM", array=np.ones(100))
+    ...     for g in range(0, 51, 5)
+    ... ]
+    >>> fits.HDUList(
+    ...     [fits.PrimaryHDU(header=fits.Header({"TEFF": 5000, "LOG_Z": 0.0})),
+    ...      fits.BinTableHDU.from_columns(columns)]
+    ... ).writeto(atlas)
+    >>> with conf.set_temp("allow_internet", False):
+    ...     path = fetch_kurucz(5000, 0.0, mirror=tmp.name)
+    >>> print(path.relative_to(tmp.name))
+    ck04models/ckp00/ckp00_5000.fits
+    >>> tmp.cleanup()
     """
     return fetch_grid_file(
         kurucz_relpath(teff, m_h, atlas),

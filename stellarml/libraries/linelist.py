@@ -177,6 +177,40 @@ class LineList:
         Medium of ``wavelength``.
     meta : dict, optional
         Provenance (file, sha256).
+
+    Attributes
+    ----------
+    wavelength, log_gf, e_lo : numpy.ndarray, shape (m,), float64
+        As given [Angstrom, dimensionless, eV].
+    atomic_number, ion : numpy.ndarray, shape (m,), int64
+        As given.
+    medium : str
+        Medium of ``wavelength``.
+    meta : dict
+        A copy of ``meta``.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 1-D of one length, have non-finite values, or
+        ``medium`` is neither "air" nor "vacuum".
+
+    Examples
+    --------
+    >>> from stellarml.libraries import LineList
+    >>> lines = LineList(
+    ...     [5889.951, 6162.173, 6439.075],  # Na I D2, Ca I, Ca I [Angstrom, air]
+    ...     [0.108, -0.09, 0.47],
+    ...     [0.0, 1.899, 2.526],  # [eV]
+    ...     [11, 20, 20],
+    ...     [1, 1, 1],
+    ...     medium="air",
+    ...     meta={"name": "demo"},
+    ... )
+    >>> print(len(lines), lines)
+    3 <LineList 'demo': 3 lines 5890.0-6439.1 Angstrom (air)>
+    >>> print(lines.to_medium("vacuum").wavelength.round(2))
+    [5891.58 6163.88 6440.85]
     """
 
     def __init__(self, wavelength, log_gf, e_lo, atomic_number, ion, *, medium="air", meta=None):
@@ -269,6 +303,19 @@ def read_galah_linelist(path):
         If datasets are missing.
     ImportError
         If h5py is not installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries import read_galah_linelist
+    >>> lines = read_galah_linelist(data_dir / "linelists" / "galah_dr3_linelist.h5")
+    >>> print(lines)
+    <LineList 'galah_dr3_linelist': 19125 lines 4676.3-7927.1 Angstrom (vacuum)>
+    >>> print(np.unique(lines.ion), lines.meta["sha256"][:12])  # stages I and II; provenance
+    [1 2] ...
+    >>> ca = (lines.atomic_number == 20) & (np.abs(lines.wavelength - 6440.85) < 0.05)
+    >>> print(np.round(lines.wavelength[ca], 2), np.round(lines.e_lo[ca], 3))  # Ca I [eV]
+    [6440.85] [2.526]
     """
     try:
         import h5py

@@ -69,6 +69,33 @@ class ObservedLibrary(SpectralLibrary):
     Same constructor and methods as `SpectralLibrary`; the class methods build
     one from specutils spectra (`from_spectra`) or from the MILES stellar
     library (`from_miles`).
+
+    Examples
+    --------
+    From specutils spectra (their LSF and medium in ``meta``) and a label table:
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.nddata import StdDevUncertainty
+    >>> from astropy.table import QTable
+    >>> from specutils import Spectrum
+    >>> from stellarml.libraries import ObservedLibrary
+    >>> wave = np.linspace(5000.0, 5100.0, 201) * u.AA
+    >>> spectra = [
+    ...     Spectrum(
+    ...         flux=np.full(201, level) * u.Jy,
+    ...         spectral_axis=wave,
+    ...         uncertainty=StdDevUncertainty(np.full(201, 0.01) * u.Jy),
+    ...         meta={"medium": "air", "resolution": 5000.0},
+    ...     )
+    ...     for level in (1.0, 2.0)
+    ... ]
+    >>> labels = QTable({"teff": [5000.0, 6000.0] * u.K, "logg": [4.5, 4.0] * u.dex})
+    >>> library = ObservedLibrary.from_spectra(spectra, labels)
+    >>> print(library.flux.shape, library.medium, library.resolution, library.ivar[0, 0])
+    (2, 201) air 5000.0 10000.0
+
+    `from_miles` has an example that reads MILES stars.
     """
 
     @classmethod
@@ -241,6 +268,25 @@ class ObservedLibrary(SpectralLibrary):
         library : `ObservedLibrary`
             ``labels["id"]`` holds 4-digit ids (``"0001"``), in CSV order;
             ``medium`` "air", ``fwhm`` 2.5 Angstrom, ``ivar`` None.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the label CSV does not exist.
+        ValueError
+            If the CSV lacks a required column, ``ids`` names a star outside the
+            training list, ``require`` is empty, or no star is usable.
+
+        Examples
+        --------
+        Two of the MILES stars of the training list:
+
+        >>> from stellarml.libraries import ObservedLibrary
+        >>> miles = ObservedLibrary.from_miles(data_dir / "miles", ids=["0010", "0016"])
+        >>> print(miles)
+        <ObservedLibrary 'MILES': 2 spectra x 4300 px, 3540.5-7409.6 Angstrom (air), ...>
+        >>> print(miles.labels["id"].tolist(), miles.labels["teff"].unit, miles.fwhm, miles.ivar)
+        ['0010', '0016'] K 2.5 Angstrom None
         """
         directory = Path(directory) if directory is not None else data_dir() / "miles"
         labels_csv = Path(labels_csv) if labels_csv is not None else directory / MILES_LABELS_CSV

@@ -197,6 +197,32 @@ def write_library(library, path, *, dtype=None, overwrite=False):
         ASDF cannot store (the message names the key).
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from stellarml.libraries import SpectralLibrary, write_library
+    >>> library = SpectralLibrary.from_arrays(
+    ...     {"teff": [5000.0, 6000.0, 7000.0], "logg": [4.5, 4.0, 3.5]},  # [K], [dex]
+    ...     np.linspace(5000.0, 5100.0, 101),  # [Angstrom]
+    ...     np.ones((3, 101)),
+    ...     resolution=2000.0,
+    ...     meta={"name": "demo"},
+    ... )
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = write_library(library, Path(tmp.name) / "demo.asdf", dtype=np.float32)
+    >>> print(path.name)
+    demo.asdf
+    >>> try:
+    ...     write_library(library, path)
+    ... except FileExistsError as err:
+    ...     print(type(err).__name__)
+    FileExistsError
+    >>> tmp.cleanup()
     """
     if not isinstance(library, SpectralLibrary):
         raise TypeError(f"expected a SpectralLibrary, got {type(library).__name__}")
@@ -372,6 +398,31 @@ def read_library(path, *, lazy=True):
     ValueError
         If it is not ASDF, not a library store, of an unsupported format
         version, or truncated (fewer flux rows than labels).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from stellarml.libraries import SpectralLibrary, read_library, write_library
+    >>> library = SpectralLibrary.from_arrays(
+    ...     {"teff": [5000.0, 6000.0, 7000.0], "logg": [4.5, 4.0, 3.5]},  # [K], [dex]
+    ...     np.linspace(5000.0, 5100.0, 101),  # [Angstrom]
+    ...     np.ones((3, 101)),
+    ...     resolution=2000.0,
+    ...     meta={"name": "demo"},
+    ... )
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = write_library(library, Path(tmp.name) / "demo.asdf", dtype=np.float32)
+    >>> stored = read_library(path)  # memory-mapped
+    >>> print(type(stored).__name__, stored.flux.shape, stored.flux.dtype, stored.resolution)
+    SpectralLibrary (3, 101) float32 2000.0
+    >>> print(stored.labels["teff"].unit, stored.wavelength.unit, stored.meta["name"])
+    K Angstrom demo
+    >>> print(stored[1:].labels["teff"].value)  # slicing reads only those rows
+    [6000. 7000.]
+    >>> del stored
+    >>> tmp.cleanup()
     """
     path = Path(path)
     if not path.is_file():

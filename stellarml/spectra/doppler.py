@@ -253,6 +253,25 @@ def estimate_rv(
     ValueError
         If the grid is not uniform in ln lambda, shapes disagree, or the range
         or step is invalid.
+
+    Examples
+    --------
+    Three noisy copies of a two-line template, redshifted by -120, 0 and 42 km/s:
+
+    >>> import numpy as np
+    >>> from stellarml.spectra import doppler_shift_wavelength, estimate_rv, log_lambda_grid
+    >>> wave = log_lambda_grid(5050.0, 5250.0, 5e-5)  # 15 km/s pixels
+    >>> def lines(w):
+    ...     return 1 - 0.6 * np.exp(-0.5 * ((w - 5100) / 0.4) ** 2) - 0.4 * np.exp(
+    ...         -0.5 * ((w - 5200) / 0.4) ** 2
+    ...     )
+    >>> rng = np.random.default_rng(0)
+    >>> rest = doppler_shift_wavelength(wave, [-120.0, 0.0, 42.0])  # (3, npix)
+    >>> flux = lines(rest) + rng.normal(0, 0.01, rest.shape)
+    >>> rv, rv_err = estimate_rv(flux, np.full(flux.shape, 1e4), wave, lines(wave),
+    ...                          rv_range=(-300, 300))
+    >>> print(np.round(rv).astype(int), bool(np.all(rv_err < 1)))  # [km/s]
+    [-120    0   42] True
     """
     wave = _as_angstrom(loglam_grid_wavelength, "loglam_grid_wavelength")
     flux = np.asarray(flux, dtype=np.float64)

@@ -149,6 +149,22 @@ def rotational_kernel(velocity, vsini, epsilon=DEFAULT_LIMB_DARKENING):
     -------
     numpy.ndarray
         Kernel values [(km/s)^-1], zero for ``|v| > vsini``; it integrates to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``vsini`` is not positive and finite or ``epsilon`` is outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.spectra import rotational_kernel
+    >>> v = np.linspace(-30.0, 30.0, 601)  # [km/s]
+    >>> g = rotational_kernel(v, 20.0)
+    >>> print(round(float(np.trapezoid(g, v)), 3))  # normalised
+    1.0
+    >>> print(np.round(rotational_kernel([0.0, 10.0, 25.0], 20.0), 4))  # [(km/s)^-1]
+    [0.0347 0.0278 0.    ]
     """
     v = _kms(velocity, "velocity")
     vsini = float(_kms(vsini, "vsini"))
@@ -210,6 +226,22 @@ def macroturbulence_kernel(velocity, vmacro):
     -------
     numpy.ndarray
         Kernel values [(km/s)^-1]; the kernel integrates to 1.
+
+    Raises
+    ------
+    ValueError
+        If ``vmacro`` is not positive and finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.spectra import macroturbulence_kernel
+    >>> v = np.linspace(-100.0, 100.0, 4001)  # [km/s]
+    >>> m = macroturbulence_kernel(v, 5.0)
+    >>> print(round(float(np.trapezoid(m, v)), 3))  # normalised
+    1.0
+    >>> print(np.round(macroturbulence_kernel([0.0, 5.0, 15.0], 5.0), 4))  # cusp, wings
+    [0.2257 0.0201 0.    ]
     """
     v = _kms(velocity, "velocity")
     zeta = float(_kms(vmacro, "vmacro"))
@@ -441,14 +473,32 @@ def macroturbulence_broaden(wavelength, flux, vmacro, *, ivar=None):
     vmacro : float, array-like of shape (n,) or `~astropy.units.Quantity`
         Macroturbulent velocity zeta_RT [km/s] (>= 0), one or one per spectrum.
     ivar : array-like, optional
-        Inverse variance of ``flux``; the propagated one is returned too.
+        Inverse variance of ``flux`` [flux unit**-2]; the propagated one is returned too.
 
     Returns
     -------
     flux_out : numpy.ndarray
-        Broadened flux.
+        Broadened flux, same shape and float dtype (float64 for integer input).
     ivar_out : numpy.ndarray
         Only when ``ivar`` is given.
+
+    Raises
+    ------
+    ValueError
+        If ``vmacro`` is negative or non-finite, or has neither one value nor one
+        per spectrum, or the grid is not strictly increasing.
+
+    Examples
+    --------
+    One line, left as it is (``vmacro=0``) and broadened by 10 km/s:
+
+    >>> import numpy as np
+    >>> from stellarml.spectra import log_lambda_grid, macroturbulence_broaden
+    >>> wave = log_lambda_grid(5040.0, 5060.0, 1e-5)  # 3 km/s pixels
+    >>> flux = 1 - 0.5 * np.exp(-0.5 * ((wave - 5050) / 0.05) ** 2)
+    >>> out = macroturbulence_broaden(wave, np.stack([flux, flux]), [0.0, 10.0])
+    >>> print(out.shape, np.round(out.min(axis=1), 3))
+    (2, 397) [0.512 0.727]
     """
     return _velocity_broaden(
         wavelength, flux, vmacro, ivar, macroturbulence_cdf, _MACRO_REACH, "vmacro"
@@ -503,11 +553,12 @@ def instrumental_broaden(
     resolution_in, fwhm_in : same types, optional
         LSF of the input; None (or R = inf) means infinitely sharp.
     ivar : array-like, optional
-        Inverse variance of ``flux``; the propagated one is returned too.
+        Inverse variance of ``flux`` [flux unit**-2]; the propagated one is returned too.
 
     Returns
     -------
     flux_out : numpy.ndarray
+        Broadened flux, same shape as ``flux``.
     ivar_out : numpy.ndarray
         Only when ``ivar`` is given.
 
@@ -516,6 +567,27 @@ def instrumental_broaden(
     ValueError
         If the input LSF is broader than the target anywhere (a spectrum cannot
         be sharpened), or a callable returns the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from stellarml.spectra import instrumental_broaden
+    >>> wave = np.linspace(5000.0, 5100.0, 401)  # [Angstrom]
+    >>> flux = 1 - 0.5 * np.exp(-0.5 * ((wave - 5050) / 0.05) ** 2)
+    >>> print(round(float(instrumental_broaden(wave, flux, resolution=5000.0).min()), 3))
+    0.885
+    >>> out = instrumental_broaden(wave, flux, resolution=lambda lam: 5000.0 * lam / 5050.0)
+    >>> print(round(float(out.min()), 3))  # R growing with wavelength, 5000 at the line
+    0.885
+    >>> out = instrumental_broaden(wave, flux, fwhm=1.0 * u.AA, resolution_in=20000.0)
+    >>> print(round(float(out.min()), 3))
+    0.88
+    >>> try:
+    ...     instrumental_broaden(wave, flux, resolution=20000.0, resolution_in=5000.0)
+    ... except ValueError as err:
+    ...     print(str(err)[:52])
+    the input LSF is broader than the target at 5000.00
     """
     if isinstance(wavelength, u.Quantity):
         wavelength = wavelength.to_value(u.AA, equivalencies=u.spectral())
@@ -582,6 +654,36 @@ def transfer_mask(source_wavelength, source_mask, wavelength, *, outside=True, g
     -------
     numpy.ndarray of bool, shape (npix,)
         True = masked.
+
+    Raises
+    ------
+    ValueError
+        If ``source_mask`` does not match ``source_wavelength`` or a grid is not
+        strictly increasing.
+
+    Examples
+    --------
+    One bad 1 Angstrom source pixel at 5050 Angstrom masks the three 0.5 Angstrom
+    target pixels it overlaps; target pixels beyond the source's range are masked too:
+
+    >>> import numpy as np
+    >>> from stellarml.spectra import transfer_mask
+    >>> source = np.linspace(5000.0, 5100.0, 101)
+    >>> bad = source == 5050.0
+    >>> target = np.linspace(4990.0, 5110.0, 241)
+    >>> masked = transfer_mask(source, bad, target)
+    >>> print(target[masked & (target > 5000) & (target < 5100)])
+    [5049.5 5050.  5050.5]
+    >>> print(int(masked.sum()))  # 40 pixels outside 5000-5100 Angstrom, 3 bad
+    43
+
+    A gap in the source grid (between CCDs) is masked as well:
+
+    >>> source = np.concatenate([np.arange(5000.0, 5040.0), np.arange(5060.0, 5100.0)])
+    >>> target = np.arange(5000.0, 5100.0)
+    >>> masked = transfer_mask(source, np.zeros(source.size, bool), target)
+    >>> print(target[masked][[0, -1]])
+    [5040. 5059.]
     """
     src = _check_grid(
         source_wavelength.to_value(u.AA, equivalencies=u.spectral())
@@ -689,6 +791,36 @@ def mask_from_spectrum(spectrum, wavelength, *, medium="vacuum", outside=True, g
     -------
     numpy.ndarray of bool, shape (npix,)
         True = masked.
+
+    Raises
+    ------
+    TypeError
+        If ``spectrum`` is not a specutils spectrum or a list of them.
+    ValueError
+        If a spectrum is not 1-D, or a medium is neither "air" nor "vacuum".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.nddata import StdDevUncertainty
+    >>> from specutils import Spectrum
+    >>> from stellarml.spectra import mask_from_spectrum, vacuum_to_air
+    >>> wave = np.linspace(5000.0, 5100.0, 101)  # 1 Angstrom pixels, vacuum
+    >>> observed = Spectrum(
+    ...     flux=np.full(101, 2.0) * u.Jy,
+    ...     spectral_axis=wave * u.AA,
+    ...     uncertainty=StdDevUncertainty(np.full(101, 0.02) * u.Jy),
+    ...     mask=wave == 5030.0,  # one bad pixel
+    ...     meta={"medium": "vacuum"},
+    ... )
+    >>> grid = np.linspace(4990.0, 5090.0, 201)  # the training grid
+    >>> masked = mask_from_spectrum(observed, grid)
+    >>> print(int(masked.sum()), grid[masked & (grid > 5000)])  # 20 below 5000 Angstrom
+    23 [5029.5 5030.  5030.5]
+    >>> air = mask_from_spectrum(observed, vacuum_to_air(grid), medium="air")
+    >>> bool(np.array_equal(air, masked))
+    True
     """
     masks = []
     for member in _members(spectrum):
@@ -719,6 +851,24 @@ def apply_mask(flux, ivar, mask, *, fill=None):
     -------
     flux_out, ivar_out : numpy.ndarray
         Copies with the mask applied (dtypes kept).
+
+    Raises
+    ------
+    ValueError
+        If ``ivar`` is None or its shape differs from ``flux``'s, or the mask
+        has neither shape ``(npix,)`` nor ``flux``'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.spectra import apply_mask
+    >>> mask = np.array([False, True, False, False, True])  # one mask for both spectra
+    >>> flux, ivar = apply_mask(np.ones((2, 5)), np.full((2, 5), 100.0), mask, fill=0.0)
+    >>> print(flux)
+    [[1. 0. 1. 1. 0.]
+     [1. 0. 1. 1. 0.]]
+    >>> print(ivar[0])
+    [100.   0. 100. 100.   0.]
     """
     if ivar is None:
         raise ValueError(
@@ -767,6 +917,30 @@ def error_from_spectrum(spectrum, wavelength, *, medium="vacuum"):
     ------
     ValueError
         If the spectrum has no uncertainty or no positive median flux.
+
+    Examples
+    --------
+    A spectrum at flux 2 Jy whose error doubles from 0.02 to 0.04 Jy at 5060 Angstrom:
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.nddata import StdDevUncertainty
+    >>> from specutils import Spectrum
+    >>> from stellarml.spectra import error_from_spectrum
+    >>> wave = np.linspace(5000.0, 5100.0, 101)
+    >>> sigma = np.where(wave < 5060, 0.02, 0.04)
+    >>> observed = Spectrum(
+    ...     flux=np.full(101, 2.0) * u.Jy,
+    ...     spectral_axis=wave * u.AA,
+    ...     uncertainty=StdDevUncertainty(sigma * u.Jy),
+    ...     meta={"medium": "vacuum"},
+    ... )
+    >>> grid = np.arange(4990.0, 5100.0, 0.5)
+    >>> error = error_from_spectrum(observed, grid)
+    >>> print(grid[[0, 70, 170]], error[[0, 70, 170]])  # relative to the median flux
+    [4990. 5025. 5075.] [ inf 0.01 0.02]
+
+    ``inf`` marks pixels the spectrum does not cover (here below 5000 Angstrom).
     """
     (member,) = _members(spectrum)
     if member.uncertainty is None:

@@ -83,11 +83,38 @@ def estimate_missing_noise(batch):
     Parameters
     ----------
     batch : `~stellarml.spectra.PreparedBatch`
+        Prepared spectra (e.g. from `~stellarml.spectra.prepare`); it is not modified.
 
     Returns
     -------
     batch : `~stellarml.spectra.PreparedBatch`
         ``batch`` itself when no row needs an estimate.
+
+    Examples
+    --------
+    Two spectra without uncertainties, with noise 0.01 and 0.05 per input pixel:
+
+    >>> import numpy as np
+    >>> from stellarml.flags import describe_flags
+    >>> from stellarml.spectra import (
+    ...     PreparationSettings, estimate_missing_noise, log_lambda_grid, prepare_arrays
+    ... )
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4))
+    >>> wave = np.linspace(4950.0, 5450.0, 1001)  # [Angstrom]
+    >>> rng = np.random.default_rng(0)
+    >>> flux = 1 + rng.normal(0, [[0.01], [0.05]], (2, wave.size))
+    >>> batch = prepare_arrays(wave, flux, None, settings)
+    >>> print(describe_flags(batch.flags[0]), batch.snr)
+    ['NO_UNCERTAINTY'] [nan nan]
+    >>> out = estimate_missing_noise(batch)
+    >>> print(np.round(out.snr), describe_flags(out.flags[0]))  # S/N per grid pixel
+    [133.  25.] ['NO_UNCERTAINTY']
+    >>> again = estimate_missing_noise(out)  # applying it twice changes nothing
+    >>> print(bool(np.array_equal(again.ivar, out.ivar)), bool(np.all(out.ivar > 0)))
+    True True
+
+    The S/N per pixel of the model grid is higher than that of the input
+    pixels here: resampling averages neighbouring input pixels.
     """
     flags = np.asarray(batch.flags, dtype=np.int64)
     rows = np.flatnonzero(

@@ -118,6 +118,29 @@ class PreparationSettings:
     min_overlap_fraction : float
         Rows whose input covers a smaller fraction of the grid are flagged
         ``NO_WAVELENGTH_OVERLAP``.
+
+    Raises
+    ------
+    ValueError
+        If the grid is not 1-D, finite, positive, strictly increasing and
+        uniform in ln lambda, or another field is out of its range.
+    astropy.units.UnitsError
+        If ``wavelength`` is a Quantity that is not a length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.spectra import PreparationSettings, log_lambda_grid
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> print(settings.wavelength.size, settings.wavelength.unit, settings.medium)
+    770 Angstrom vacuum
+    >>> PreparationSettings.from_dict(settings.to_dict()) == settings
+    True
+    >>> try:
+    ...     PreparationSettings(np.linspace(5000.0, 5400.0, 100))  # linear, not log-uniform
+    ... except ValueError as err:
+    ...     print(err)
+    settings wavelength must be uniform in ln(lambda); ...
     """
 
     wavelength: u.Quantity
@@ -223,6 +246,37 @@ class PreparedBatch:
         Uncertainty of ``rv`` [km/s]; NaN when not known.
     rv_source : numpy.ndarray, (n,) str
         One of `RV_SOURCES` per row.
+
+    Examples
+    --------
+    A batch is what `prepare` (or `prepare_arrays`) returns; here three
+    spectra of one 2-D `~specutils.Spectrum`, at three radial velocities:
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.nddata import StdDevUncertainty
+    >>> from specutils import Spectrum
+    >>> from stellarml.spectra import PreparationSettings, PreparedBatch, log_lambda_grid, prepare
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> wave = np.linspace(4950.0, 5450.0, 1001)  # [Angstrom]
+    >>> rng = np.random.default_rng(0)
+    >>> line = 1 - 0.5 * np.exp(-0.5 * ((wave - 5170) / 1.0) ** 2)
+    >>> spectra = Spectrum(
+    ...     flux=(3.0 * line + rng.normal(0, 0.06, (3, wave.size))) * u.Jy,
+    ...     spectral_axis=wave * u.AA,
+    ...     uncertainty=StdDevUncertainty(np.full((3, wave.size), 0.06) * u.Jy),
+    ...     meta={"medium": "vacuum", "resolution": 5000.0},
+    ... )
+    >>> batch = prepare(spectra, settings, rv=[0.0, 10.0, 20.0] * u.km / u.s)
+    >>> print(len(batch), batch.flux.shape, batch.flux.dtype, batch.flags)
+    3 (3, 770) float32 [0 0 0]
+    >>> print(batch.rv, batch.rv_source, np.round(batch.snr))
+    [ 0. 10. 20.] ['given' 'given' 'given'] [50. 50. 50.]
+    >>> len(PreparedBatch.concatenate([batch, batch[1:]]))
+    5
+    >>> flux, ivar = batch.to_tensors()
+    >>> print(tuple(flux.shape), flux.dtype)
+    (3, 770) torch.float32
     """
 
     flux: np.ndarray
@@ -684,6 +738,29 @@ def prepare_arrays(
     ValueError, astropy.units.UnitsError
         For a malformed grid (fewer than 2 pixels, non-finite, not strictly
         monotonic), shape mismatches, an invalid medium, LSF or rv.
+
+    Examples
+    --------
+    Two air-wavelength spectra at R = 5000 with uncertainties, and one
+    without:
+
+    >>> import numpy as np
+    >>> from stellarml.flags import describe_flags
+    >>> from stellarml.spectra import PreparationSettings, log_lambda_grid, prepare_arrays
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> wave = np.linspace(4950.0, 5450.0, 1001)  # [Angstrom], air
+    >>> flux = 1 - 0.5 * np.exp(-0.5 * ((wave - 5170) / 1.0) ** 2)
+    >>> ivar = np.full((2, wave.size), 2500.0)  # sigma = 0.02
+    >>> batch = prepare_arrays(
+    ...     wave, np.stack([flux, 2 * flux]), ivar, settings, medium="air", resolution=5000.0
+    ... )
+    >>> print(batch.flux.shape, batch.flags, np.round(batch.snr))
+    (2, 770) [0 0] [ 50. 100.]
+    >>> print(round(float(batch.flux[0].min()), 2))  # the line, degraded to R = 2000
+    0.65
+    >>> batch = prepare_arrays(wave, flux, None, settings, medium="air", resolution=5000.0)
+    >>> print(describe_flags(batch.flags[0]))
+    ['NO_UNCERTAINTY']
     """
     if not isinstance(settings, PreparationSettings):
         raise TypeError(f"settings must be a PreparationSettings, not {type(settings).__name__}")
@@ -992,6 +1069,7 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=No
     medium : {'air', 'vacuum'}, optional
         Wavelength medium of every spectrum. Default: ``meta['medium']``;
         where that is missing, vacuum is assumed and ``MEDIUM_ASSUMED`` set.
+
     Returns
     -------
     PreparedBatch
@@ -1007,6 +1085,37 @@ def prepare(spectra, settings, *, rv=None, resolution=None, fwhm=None, medium=No
     ValueError
         For flux with more than 2 dimensions, an ``rv`` array of the wrong
         length, or invalid ``resolution``/``fwhm``/``medium`` arguments.
+
+    Examples
+    --------
+    A star with its radial velocity, and a spectrum that misses the grid (a
+    fatal row with a message; the batch goes on):
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.nddata import InverseVariance
+    >>> from specutils import Spectrum
+    >>> from stellarml.flags import describe_flags
+    >>> from stellarml.spectra import PreparationSettings, log_lambda_grid, prepare
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> wave = np.linspace(4950.0, 5450.0, 1001) * u.AA
+    >>> flux = (1 - 0.5 * np.exp(-0.5 * ((wave.value - 5170) / 1.0) ** 2)) * u.Jy
+    >>> meta = {"medium": "air", "resolution": 5000.0}
+    >>> star = Spectrum(
+    ...     flux=flux,
+    ...     spectral_axis=wave,
+    ...     uncertainty=InverseVariance(np.full(1001, 2500.0) / u.Jy**2),
+    ...     radial_velocity=25 * u.km / u.s,
+    ...     meta=meta,
+    ... )
+    >>> far = Spectrum(flux=flux, spectral_axis=wave + 1000 * u.AA, meta=meta)
+    >>> batch = prepare([star, far], settings)
+    >>> print(batch.flux.shape, np.round(batch.rv, 2), batch.rv_source)  # rv [km/s]
+    (2, 770) [25.  0.] ['given' 'none']
+    >>> print(describe_flags(batch.flags[1]))
+    ['NO_WAVELENGTH_OVERLAP', 'NO_UNCERTAINTY']
+    >>> print(batch.messages[1])
+    spectra[1]: the spectrum (5950.0-6450.0 Angstrom, air, rv 0.0 km/s) covers 0% of ...
     """
     batch = _prepare_spectra(
         spectra, settings, rv=rv, resolution=resolution, fwhm=fwhm, medium=medium
@@ -1025,6 +1134,22 @@ def warn_assumptions(batch):
     Parameters
     ----------
     batch : PreparedBatch
+        Prepared spectra and their flags.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy import log
+    >>> from stellarml.spectra import (
+    ...     PreparationSettings, log_lambda_grid, prepare_arrays, warn_assumptions
+    ... )
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> wave = np.linspace(4950.0, 5450.0, 1001)
+    >>> batch = prepare_arrays(wave, np.ones((2, wave.size)), None, settings)  # no resolution
+    >>> with log.log_to_list() as messages:
+    ...     warn_assumptions(batch)
+    >>> print(messages[0].getMessage())
+    stellarml: 2 of 2 spectra: the input resolution is unknown ... (flag RESOLUTION_ASSUMED)
     """
     n = len(batch)
     flags = np.asarray(batch.flags, dtype=np.int64)

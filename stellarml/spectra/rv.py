@@ -48,6 +48,30 @@ reliable : numpy.ndarray, (n,) bool
     False where no velocity could be measured (see ``messages``).
 messages : list of str
     Why a row is not reliable ("" where it is).
+
+Examples
+--------
+A `measure_rv` result: the solar-like template redshifted by 50 km/s, and
+the same star searched over too narrow a range:
+
+>>> import astropy.units as u
+>>> from specutils import Spectrum
+>>> from stellarml.spectra import C_KMS, MeasuredRV, measure_rv, rv_templates
+>>> t = rv_templates()
+>>> keep = (t.wavelength > 4900) & (t.wavelength < 5500)
+>>> star = Spectrum(
+...     flux=t.flux[5, keep] * u.one,
+...     spectral_axis=t.wavelength[keep] * (1 + 50 / C_KMS) * u.AA,
+...     meta={"medium": "vacuum", "resolution": 5000.0},
+... )
+>>> result = measure_rv(star, wavelength_range=(4900, 5500))
+>>> isinstance(result, MeasuredRV), result._fields
+(True, ('rv', 'rv_err', 'template', 'chi2', 'reliable', 'messages'))
+>>> print(f"{result.rv[0]:.0f} km/s", result.template, result.reliable)
+50 km/s [5] [ True]
+>>> narrow = measure_rv(star, wavelength_range=(4900, 5500), rv_range=(-40, 40))
+>>> print(narrow.rv, narrow.reliable, narrow.messages[0])
+[nan] [False] no chi2 minimum inside -40..40 km/s for any template
 """
 
 
@@ -226,11 +250,42 @@ def prepare_with_rv(spectra, settings, *, rv=None, resolution=None, fwhm=None, m
     Parameters
     ----------
     spectra, settings, rv, resolution, fwhm, medium
-        As for `~stellarml.spectra.prepare`.
+        As for `~stellarml.spectra.prepare` (``rv`` [km/s]).
 
     Returns
     -------
     `~stellarml.spectra.PreparedBatch`
+        With ``rv`` and ``rv_err`` [km/s] and ``rv_source`` per row.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As `~stellarml.spectra.prepare`.
+
+    Examples
+    --------
+    A spectrum without ``radial_velocity`` or ``redshift`` (the solar-like RV
+    template, redshifted by 50 km/s and without uncertainties):
+
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from specutils import Spectrum
+    >>> from stellarml.spectra import (
+    ...     C_KMS, PreparationSettings, log_lambda_grid, prepare, prepare_with_rv, rv_templates
+    ... )
+    >>> t = rv_templates()
+    >>> keep = (t.wavelength > 4900) & (t.wavelength < 5500)
+    >>> star = Spectrum(
+    ...     flux=t.flux[5, keep] * u.one,
+    ...     spectral_axis=t.wavelength[keep] * (1 + 50 / C_KMS) * u.AA,
+    ...     meta={"medium": "vacuum", "resolution": 5000.0},
+    ... )
+    >>> settings = PreparationSettings(log_lambda_grid(5000.0, 5400.0, 1e-4), resolution=2000.0)
+    >>> print(prepare(star, settings).rv_source)  # prepare leaves it at rv = 0
+    ['none']
+    >>> batch = prepare_with_rv(star, settings)
+    >>> print(batch.rv_source, np.round(batch.rv), bool(batch.rv_err[0] < 1))  # [km/s]
+    ['estimated'] [50.] True
     """
     batch = _prepare_spectra(
         spectra, settings, rv=rv, resolution=resolution, fwhm=fwhm, medium=medium

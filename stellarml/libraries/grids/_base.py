@@ -48,6 +48,54 @@ class GridLibrary(abc.ABC):
         Resolving power of the grid spectra (None: treated as unbroadened).
     flux_unit : `~astropy.units.Unit`
         Unit of the grid fluxes.
+
+    Examples
+    --------
+    The interpolation machinery, on a `KuruczLibrary` of four small atlas
+    files in the STScI layout (Teff 5000 and 5250 K, [M/H] -0.5 and 0):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.libraries.download import kurucz_relpath
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> wave = np.geomspace(3000.0, 10000.0, 100)  # [Angstrom]
+    >>> def write_atlas(teff, m_h, missing=()):  # flux = teff / 1000 + logg + m_h [FLAM]
+    ...     cols = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
+    ...     for g in range(0, 51, 5):  # columns g00 ... g50 (10 log g); zeros: no model
+    ...         value = 0.0 if g / 10 in missing else teff / 1000 + g / 10 + m_h
+    ...         cols.append(fits.Column(name=f"g{g:02d}", format="E", unit="FLAM",
+    ...                                 array=np.full(wave.size, value)))
+    ...     path = Path(tmp.name) / kurucz_relpath(teff, m_h)
+    ...     path.parent.mkdir(parents=True, exist_ok=True)
+    ...     header = fits.Header({"TEFF": teff, "LOG_Z": m_h})
+    ...     hdus = [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols)]
+    ...     fits.HDUList(hdus).writeto(path)
+    >>> for teff in (5000, 5250):
+    ...     for m_h in (-0.5, 0.0):
+    ...         write_atlas(teff, m_h)
+    >>> from stellarml.libraries import GridLibrary, KuruczLibrary
+    >>> grid = KuruczLibrary(tmp.name)
+    >>> isinstance(grid, GridLibrary), grid.label_names
+    (True, ('teff', 'logg', 'm_h'))
+    >>> weights, points = grid.weights({"teff": [5125.0, 5000.0], "logg": [4.5, 4.5],
+    ...                                 "m_h": [0.0, 0.0]})
+    >>> print(weights.shape, np.round(weights.toarray(), 2))  # 2 label sets x 2 grid points
+    (2, 2) [[0.5 0.5]
+     [1.  0. ]]
+    >>> print(points)  # teff [K], logg, m_h [dex]
+    [[5.00e+03 4.50e+00 0.00e+00]
+     [5.25e+03 4.50e+00 0.00e+00]]
+    >>> flux = grid.interpolate([[5125.0, 4.25, -0.25], [5000.0, 4.5, 0.0]])  # (n, npix)
+    >>> print(flux.shape, np.round(flux[:, 0], 3))  # multilinear: exact for a linear flux
+    (2, 100) [9.125 9.5  ]
+    >>> try:
+    ...     grid.weights({"teff": [6000.0], "logg": [4.5], "m_h": [0.0]})
+    ... except ValueError as err:
+    ...     print(str(err).split(" of this")[0])
+    1 label sets have teff outside the grid range 5000..5250
+    >>> tmp.cleanup()
     """
 
     label_names = ()

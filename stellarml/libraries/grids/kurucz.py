@@ -55,6 +55,61 @@ class KuruczLibrary(GridLibrary):
     in the optical): they are surface-flux SEDs, useful for R of a few hundred
     at most. Gravity columns of zeros (no converged model) are missing grid
     points. The models are solar-scaled: ``alpha_fe`` must be 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``directory`` does not exist, or holds no atlas file and no ``base_url`` is given.
+    ValueError
+        For an unknown ``atlas``, or a file that appears twice below ``directory``.
+
+    Examples
+    --------
+    A local atlas of four small files in the STScI layout (the real files
+    have 1221 wavelengths); ``ckp00_5250.fits`` has no model at log g = 5:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from stellarml.libraries.download import kurucz_relpath
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> wave = np.geomspace(3000.0, 10000.0, 100)  # [Angstrom]
+    >>> def write_atlas(teff, m_h, missing=()):  # flux = teff / 1000 + logg + m_h [FLAM]
+    ...     cols = [fits.Column(name="WAVELENGTH", format="D", unit="ANGSTROM", array=wave)]
+    ...     for g in range(0, 51, 5):  # columns g00 ... g50 (10 log g); zeros: no model
+    ...         value = 0.0 if g / 10 in missing else teff / 1000 + g / 10 + m_h
+    ...         cols.append(fits.Column(name=f"g{g:02d}", format="E", unit="FLAM",
+    ...                                 array=np.full(wave.size, value)))
+    ...     path = Path(tmp.name) / kurucz_relpath(teff, m_h)
+    ...     path.parent.mkdir(parents=True, exist_ok=True)
+    ...     header = fits.Header({"TEFF": teff, "LOG_Z": m_h})
+    ...     hdus = [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols)]
+    ...     fits.HDUList(hdus).writeto(path)
+    >>> for teff in (5000, 5250):
+    ...     for m_h in (-0.5, 0.0):
+    ...         write_atlas(teff, m_h, missing=(5.0,) if teff == 5250 else ())
+    >>> from stellarml.libraries import KuruczLibrary
+    >>> grid = KuruczLibrary(tmp.name)  # local files only: no downloads
+    >>> print(grid.axes["teff"], grid.axes["m_h"], grid.axes["logg"][[0, -1]])
+    [5000. 5250.] [-0.5  0. ] [0. 5.]
+    >>> spec = grid.spectrum(5125.0, 4.25, -0.25)  # a specutils Spectrum
+    >>> print(spec.flux.shape, round(float(spec.flux[0].value), 3), spec.meta["medium"])
+    (100,) 9.125 vacuum
+    >>> import astropy.units as u
+    >>> spec.flux.unit == u.erg / u.s / u.cm**2 / u.AA  # surface flux, FLAM
+    True
+    >>> library = grid.to_library({"teff": [5000.0, 5125.0], "logg": [4.5, 4.25],
+    ...                            "m_h": [0.0, -0.25]})
+    >>> print(type(library).__name__, library.flux.shape, library.labels.colnames)
+    SpectralLibrary (2, 100) ['teff', 'logg', 'm_h']
+    >>> from stellarml.libraries.download import GridPointNotFound
+    >>> try:
+    ...     grid.spectrum(5125.0, 4.75, 0.0)  # needs teff=5250, logg=5
+    ... except GridPointNotFound as err:
+    ...     print(err.point)
+    {'teff': 5250.0, 'logg': 5.0, 'm_h': 0.0}
+    >>> tmp.cleanup()
     """
 
     label_names = ("teff", "logg", "m_h")
