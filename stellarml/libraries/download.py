@@ -8,7 +8,8 @@ of two places:
   `astropy.utils.data.download_file` keys it, so ``download_file(url,
   cache=True)`` finds the file, `astropy.utils.data.clear_download_cache`
   removes it, and ``astropy.config.paths.set_temp_cache`` redirects it;
-* a **mirror directory** (``mirror=``), written in the server's own layout
+* a **mirror directory** (``mirror=``, or for every call the astropy config item
+  ``stellarml.conf.cache_dir``), written in the server's own layout
   (``WAVE_PHOENIX-ACES-AGSS-COND-2011.fits``,
   ``PHOENIX-ACES-AGSS-COND-2011/Z-0.0/lte05800-4.50-0.0....fits``;
   ``ck04models/ckp00/ckp00_5000.fits``), which is then also a valid local grid
@@ -885,6 +886,8 @@ def fetch_grid_file(
         Grid point the file must hold; named in errors.
     mirror : str or path-like, optional
         Keep the file at ``mirror / relpath`` instead of the astropy cache.
+        Default: ``stellarml.conf.cache_dir`` when it is set (the folder is
+        created), else the astropy cache.
     show_progress : bool, optional
         Show a tqdm progress bar (stderr) while downloading.
     timeout : float, optional
