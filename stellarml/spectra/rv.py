@@ -21,13 +21,25 @@ from .broadening import log_lambda_grid
 from .doppler import C_KMS, _as_angstrom, estimate_rv
 from .prepare import PreparationSettings, _prepare_spectra, prepare_arrays, warn_assumptions
 
-__all__ = ["RV_TEMPLATES_FILE", "MeasuredRV", "measure_rv", "prepare_with_rv", "rv_templates"]
+__all__ = [
+    "MIN_LINE_SIGNIFICANCE",
+    "RV_TEMPLATES_FILE",
+    "MeasuredRV",
+    "measure_rv",
+    "prepare_with_rv",
+    "rv_templates",
+]
 
 
 #: The template set of `measure_rv`, built by ``scripts/build_rv_templates.py``.
 RV_TEMPLATES_FILE = Path(__file__).resolve().parents[1] / "data" / "rv-templates.npz"
 
 _Templates = collections.namedtuple("RVTemplates", "wavelength flux labels resolution source")
+
+#: How much better than a featureless continuum (flux 1) the best template must fit
+#: for a measured velocity to be reliable: the chi2 drop in units of the best fit's
+#: reduced chi2 (an F-like statistic, independent of how the noise is scaled).
+MIN_LINE_SIGNIFICANCE = 25.0
 
 #: Result of `measure_rv` (one value per row of each field).
 MeasuredRV = collections.namedtuple("MeasuredRV", "rv rv_err template chi2 reliable messages")
@@ -218,17 +230,34 @@ def measure_rv(
             idx = np.flatnonzero(live)[better]
             best[idx] = chi2_k[better]
             out_rv[idx], out_err[idx], which[idx] = rv_k[better], err_k[better], k
-    reliable = np.isfinite(out_rv) & np.isfinite(out_err)
+    found = np.isfinite(out_rv) & np.isfinite(out_err)
+    # A velocity needs lines: the best template must fit clearly better than a
+    # featureless continuum (noise alone always has some chi2 minimum).
+    gain = np.full(n, np.nan)
+    if found.any():
+        idx = np.flatnonzero(found)
+        w = np.where(batch.ivar[idx] > 0, batch.ivar[idx], 0.0)
+        dof = np.maximum(np.count_nonzero(w, axis=1) - 1, 1)
+        chi2_flat = np.sum(w * np.where(w > 0, batch.flux[idx] - 1.0, 0.0) ** 2, axis=1)
+        gain[idx] = (chi2_flat - best[idx] * dof) / np.maximum(best[idx], 1e-300)
+    reliable = found & (gain >= MIN_LINE_SIGNIFICANCE)
     messages = [""] * n
     for i in np.flatnonzero(~reliable):
-        messages[i] = (
-            batch.messages[i]
-            if not live[i]
-            else f"no chi2 minimum inside {rv_range[0]:g}..{rv_range[1]:g} km/s for any template"
-        )
+        if not live[i]:
+            messages[i] = batch.messages[i]
+        elif not found[i]:
+            messages[i] = (
+                f"no chi2 minimum inside {rv_range[0]:g}..{rv_range[1]:g} km/s for any template"
+            )
+        else:
+            messages[i] = (
+                "the best template fits no better than a featureless continuum "
+                f"(chi2 gain {gain[i]:.3g} < {MIN_LINE_SIGNIFICANCE:g} times the residual "
+                "variance): no lines to measure a velocity from"
+            )
     return MeasuredRV(
-        rv=out_rv,
-        rv_err=out_err,
+        rv=np.where(reliable, out_rv, np.nan),
+        rv_err=np.where(reliable, out_err, np.nan),
         template=which,
         chi2=np.where(np.isfinite(best), best, np.nan),
         reliable=reliable,

@@ -4,6 +4,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy import log
+from astropy.nddata import StdDevUncertainty
 from specutils import Spectrum
 
 import stellarml.io  # noqa: F401  (registers the loaders)
@@ -107,6 +108,33 @@ def test_failures_are_reported_not_invented():
     assert "no chi2 minimum" in m.messages[0] and "covers 0%" in m.messages[1]
     with pytest.raises(ValueError, match="does not overlap the RV templates"):
         measure_rv(flat, wavelength_range=(20000, 21000))
+
+
+def test_noise_without_lines_gets_no_velocity():
+    """Noise always has some chi2 minimum; without lines it is not a velocity."""
+    t = rv_templates()
+    keep = (t.wavelength > 4200) & (t.wavelength < 6800)
+    rng = np.random.default_rng(3)
+    sigma = 0.02
+    noise = Spectrum(
+        flux=(1.0 + sigma * rng.standard_normal(keep.sum())) * u.one,
+        spectral_axis=t.wavelength[keep] * u.AA,
+        uncertainty=StdDevUncertainty(np.full(keep.sum(), sigma)),
+        meta={"medium": "vacuum", "resolution": 5000.0},
+    )
+    star = Spectrum(  # the same noise on the solar-like template: a velocity
+        flux=(t.flux[5, keep] + sigma * rng.standard_normal(keep.sum())) * u.one,
+        spectral_axis=t.wavelength[keep] * 1.0001 * u.AA,
+        uncertainty=StdDevUncertainty(np.full(keep.sum(), sigma)),
+        meta={"medium": "vacuum", "resolution": 5000.0},
+    )
+    m = measure_rv([noise, star])
+    assert list(m.reliable) == [False, True]
+    assert np.isnan(m.rv[0]) and np.isnan(m.rv_err[0])
+    assert "no better than a featureless continuum" in m.messages[0]
+    assert m.rv[1] == pytest.approx(1e-4 * C_KMS, abs=1.0)
+    out = prepare_with_rv(noise, MODEL_LIKE)
+    assert out.rv_source[0] == "none" and out.flags[0] & LabelFlag.RV_UNRELIABLE
 
 
 def test_prepare_with_rv_measures_only_the_unknown(data_dir):
