@@ -125,6 +125,25 @@ class LabelTable(QTable):
     `write_label_votable` and ``LabelTable.read(path, format="votable")`` uses
     `read_label_votable`, so that ``dex`` units and ``table.meta`` survive the
     VOTable format. Built by `build_label_table`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from stellarml.catalog import LabelTable, build_label_table
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[5000.0, 4.4]], [[100.0**2, 0.1**2]], ["teff", "logg"])
+    >>> table = build_label_table(["teff", "logg"], post.summaries(), flags=[0], snr=[50.0],
+    ...                           rv=[12.0], meta={"model": "toy"})
+    >>> isinstance(table, LabelTable)
+    True
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "labels.xml"
+    ...     table.write(path, format="votable")
+    ...     back = LabelTable.read(path, format="votable")
+    >>> back["logg"].unit, back["teff"].info.meta["ucd"], back.meta["model"]
+    (Unit("dex"), 'phys.temperature.effective', 'toy')
     """
 
 
@@ -143,6 +162,24 @@ def column_ucds(label_names, diagnostics=()):
     ucds : dict
         Column name -> UCD, in column order (without ``id`` and ``message``,
         which only appear when given).
+
+    Raises
+    ------
+    KeyError
+        If a label or diagnostic is not registered.
+
+    Examples
+    --------
+    >>> from stellarml.catalog import column_ucds
+    >>> ucds = column_ucds(["teff"], ["crlb"])
+    >>> list(ucds)[:3]
+    ['teff', 'teff_err_lo', 'teff_err_hi']
+    >>> ucds["teff_err_lo"]
+    'stat.error;phys.temperature.effective'
+    >>> ucds["teff_p16"], ucds["flags"]
+    ('phys.temperature.effective;stat.percentile', 'meta.code.qual')
+    >>> ucds["teff_crlb"]  # a per-label diagnostic
+    'stat.error;phys.temperature.effective'
     """
     out = {}
     for name in label_names:
@@ -247,6 +284,30 @@ def build_label_table(
         are negative or do not fit in int32, or units do not convert.
     TypeError
         If ``meta`` holds a value that cannot be written to ECSV/VOTable.
+
+    Examples
+    --------
+    Two spectra, the second of which could not be analysed (a fatal flag
+    masks its labels):
+
+    >>> import numpy as np
+    >>> from stellarml.catalog import build_label_table
+    >>> from stellarml.flags import LabelFlag
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[5000.0, 4.4], [5800.0, 4.0]], [[100.0**2, 0.1**2]] * 2,
+    ...                          ["teff", "logg"])
+    >>> table = build_label_table(
+    ...     ["teff", "logg"], post.summaries(), flags=[0, int(LabelFlag.BAD_INPUT)],
+    ...     snr=[50.0, np.nan], rv=[12.0, 0.0], meta={"model": "toy"}, ids=["a", "b"],
+    ...     messages=["", "no flux"])
+    >>> table.colnames[:4], table.colnames[-3:]
+    (['id', 'teff', 'teff_err_lo', 'teff_err_hi'], ['flags', 'flag_names', 'message'])
+    >>> table["teff"].unit, table["logg"].unit, table["rv"].unit
+    (Unit("K"), Unit("dex"), Unit("km / s"))
+    >>> round(float(table["teff_err_hi"][0].value), 1), table["teff"].mask
+    (99.4, array([False,  True]))
+    >>> table["flag_names"].tolist(), table["logg"].info.meta["ucd"]
+    (['', 'BAD_INPUT'], 'phys.gravity')
     """
     flags = np.asarray(flags)
     if flags.ndim != 1:
@@ -464,6 +525,34 @@ def write_label_votable(table, output, *, table_id=None, overwrite=False, tabled
         Overwrite an existing file (default `False`: raise `OSError`).
     tabledata_format : {"tabledata", "binary", "binary2"}, optional
         Serialisation of the data (default ``"tabledata"``).
+
+    Raises
+    ------
+    OSError
+        If ``output`` exists and ``overwrite`` is `False`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.catalog import build_label_table, write_label_votable
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[4.4]], [[0.1**2]], ["logg"])
+    >>> table = build_label_table(["logg"], post.summaries(), flags=[0], snr=[50.0], rv=[0.0],
+    ...                           meta={"model": "toy", "n_members": 3})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "labels.xml"
+    ...     write_label_votable(table, path)
+    ...     text = path.read_text()
+    ...     try:
+    ...         write_label_votable(table, path)
+    ...     except OSError:
+    ...         print("exists")
+    exists
+    >>> 'name="logg" ucd="phys.gravity" unit="&apos;dex&apos;"' in text  # a quoted VOUnit
+    True
+    >>> '<INFO ID="n_members" name="n_members" value="3" xtype="json"/>' in text
+    True
     """
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
@@ -505,6 +594,24 @@ def read_label_votable(source, *, table_id=None):
     Returns
     -------
     table : `LabelTable`
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.catalog import build_label_table, read_label_votable
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[4.4]], [[0.1**2]], ["logg"])
+    >>> table = build_label_table(["logg"], post.summaries(), flags=[0], snr=[50.0], rv=[0.0],
+    ...                           meta={"model": "toy", "n_members": 3})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "labels.xml"
+    ...     table.write(path, format="votable")
+    ...     back = read_label_votable(path)
+    >>> back["logg"].unit, back["logg"].info.meta["ucd"]
+    (Unit("dex"), 'phys.gravity')
+    >>> back.meta["model"], back.meta["n_members"]
+    ('toy', 3)
     """
     from astropy.io.votable import parse
 
@@ -550,6 +657,24 @@ def read_label_ecsv(source, **kwargs):
     Returns
     -------
     table : `LabelTable`
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.catalog import build_label_table, read_label_ecsv
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[5000.0], [5800.0]], [[100.0**2]] * 2, ["teff"])
+    >>> table = build_label_table(["teff"], post.summaries(), flags=[0, 32], snr=[50.0, 3.0],
+    ...                           rv=[0.0, 0.0], meta={"model": "toy"})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "labels.ecsv"
+    ...     table.write(path, format="ascii.ecsv")
+    ...     back = read_label_ecsv(path)
+    >>> type(back).__name__, back["teff"].unit, back.meta["model"]
+    ('LabelTable', Unit("K"), 'toy')
+    >>> back["flag_names"].tolist()  # "" stays "", not masked
+    ['', 'LOW_SNR']
     """
     return _normalise(LabelTable(QTable.read(source, format="ascii.ecsv", **kwargs)))
 

@@ -132,6 +132,27 @@ def derive_catalog(
     ValueError
         For an unknown format, a non-positive ``partition_size``, or an
         ``output`` that holds a different run.
+    TypeError
+        For an input that is neither a path nor a spectrum.
+
+    Examples
+    --------
+    The shipped example spectra and default model on a one-worker in-process
+    cluster (a real run passes file paths, and a cluster of many processes):
+
+    >>> from distributed import Client
+    >>> from stellarml import read_model
+    >>> from stellarml.data import example_spectra
+    >>> from stellarml.distributed import derive_catalog
+    >>> spectra, truth = example_spectra()
+    >>> with Client(processes=False, n_workers=1, threads_per_worker=1,
+    ...             dashboard_address=":0") as client:
+    ...     table = derive_catalog([spectra[:2], spectra[2:4]], read_model(), client=client,
+    ...                            partition_size=1, progress=False)
+    >>> len(table), table["input"].tolist(), table.colnames[:3]
+    (4, [0, 0, 1, 1], ['input', 'file', 'teff'])
+    >>> table["teff"].unit
+    Unit("K")
     """
     try:
         import distributed

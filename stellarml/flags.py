@@ -12,7 +12,57 @@ __all__ = ["FATAL", "LabelFlag", "describe_flags"]
 
 
 class LabelFlag(enum.IntFlag):
-    """Bit meanings of the ``flags`` column."""
+    """Bit meanings of the ``flags`` column.
+
+    An `enum.IntFlag`: members combine with ``|`` and test with ``&``, and a
+    row's ``flags`` value is the OR of its members' values. The bits in
+    `FATAL` leave the row without labels; the others are warnings.
+
+    Attributes
+    ----------
+    NO_WAVELENGTH_OVERLAP : int
+        1 (fatal): the spectrum does not overlap the model's wavelength grid (enough).
+    TOO_FEW_GOOD_PIXELS : int
+        2 (fatal): fewer good pixels on the model grid than the model needs.
+    BAD_INPUT : int
+        4 (fatal): invalid input (units, shape, non-finite values, bad
+        uncertainties, an unreadable file).
+    OUTSIDE_TRAINING_DOMAIN : int
+        8: the spectrum lies outside the domain the model was trained on.
+    PDF_AT_GRID_EDGE : int
+        16: a label PDF has significant probability in its first or last bin
+        (for an emulator fit: a label at an edge of the emulator's box).
+    LOW_SNR : int
+        32: median S/N per pixel below the model's minimum.
+    NO_UNCERTAINTY : int
+        64: no uncertainty given; unit weights assumed, ``snr`` masked.
+    RESOLUTION_ASSUMED : int
+        128: the input resolution was unknown and assumed equal to the model's.
+    MEDIUM_ASSUMED : int
+        256: the wavelength medium (air or vacuum) was unknown and assumed vacuum.
+    RV_UNRELIABLE : int
+        512: the estimated radial velocity failed or is ambiguous.
+    MANY_MASKED_PIXELS : int
+        1024: more of the model grid is masked or uncovered than the labels
+        are known to survive.
+    BIMODAL_PDF : int
+        2048: a label PDF has two separated modes (`stellarml.posterior.bimodal_rows`).
+    NOT_A_STAR : int
+        4096 (fatal): the input is clearly not a star, or was prepared very wrongly.
+    FIT_NOT_CONVERGED : int
+        8192: the label fit (`stellarml.fitting`) did not meet its convergence test.
+
+    Examples
+    --------
+    >>> from stellarml.flags import FATAL, LabelFlag
+    >>> value = LabelFlag.LOW_SNR | LabelFlag.NO_UNCERTAINTY
+    >>> int(value)
+    96
+    >>> bool(value & LabelFlag.LOW_SNR), bool(value & FATAL)
+    (True, False)
+    >>> LabelFlag(2048).name
+    'BIMODAL_PDF'
+    """
 
     #: The spectrum does not overlap the model's wavelength grid (enough).
     NO_WAVELENGTH_OVERLAP = 1
@@ -65,6 +115,18 @@ FATAL = (
 
 def describe_flags(value):
     """Names of the bits set in ``value``.
+
+    Parameters
+    ----------
+    value : int or `LabelFlag`
+        A ``flags`` value (a bitmask of `LabelFlag` bits).
+
+    Returns
+    -------
+    names : list of str
+        Names of the `LabelFlag` members set in ``value``, lowest bit first
+        (empty for 0). This is what the ``flag_names`` column of a label
+        table holds, comma-separated.
 
     Examples
     --------

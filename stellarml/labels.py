@@ -48,6 +48,16 @@ class LabelSpec:
     physical_range : tuple of float
         ``(min, max)`` of physically sensible values, in ``unit``. Inputs
         outside this range (e.g. reference labels) are rejected.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> from stellarml.labels import LabelSpec
+    >>> spec = LabelSpec("li_fe", u.dex, "phys.abund.X", "[Li/Fe]", (-2.0, 4.0))
+    >>> spec.unit
+    Unit("dex")
+    >>> spec.check([0.5, 5.0, float("nan")])
+    array([ True, False, False])
     """
 
     name: str
@@ -101,7 +111,40 @@ _ELEMENT_RATIOS = (
 
 
 def register_label(spec):
-    """Add a `LabelSpec` to the registry (overwriting one with the same name)."""
+    """Add a `LabelSpec` to the registry (overwriting one with the same name).
+
+    Parameters
+    ----------
+    spec : `LabelSpec`
+        The label; it is registered under ``spec.name``.
+
+    Returns
+    -------
+    spec : `LabelSpec`
+        The same object.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a `LabelSpec`.
+
+    Examples
+    --------
+    The registry is global: an example registers a name no one else uses and
+    removes it again.
+
+    >>> import astropy.units as u
+    >>> from stellarml.labels import LABELS, LabelSpec, get_label, register_label
+    >>> spec = LabelSpec(
+    ...     "li_fe_example", u.dex, "phys.abund.X", "Lithium abundance [Li/Fe]", (-2.0, 4.0)
+    ... )
+    >>> register_label(spec) is spec
+    True
+    >>> get_label("li_fe_example").description
+    'Lithium abundance [Li/Fe]'
+    >>> _ = register_label(spec)  # registering the same name again replaces the entry
+    >>> del LABELS["li_fe_example"]
+    """
     if not isinstance(spec, LabelSpec):
         raise TypeError(f"expected a LabelSpec, got {type(spec).__name__}")
     LABELS[spec.name] = spec
@@ -148,10 +191,31 @@ for _spec in (
 def get_label(name):
     """Return the `LabelSpec` registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        Canonical label name (e.g. ``"teff"``, ``"logg"``, ``"fe_h"``).
+
+    Returns
+    -------
+    spec : `LabelSpec`
+
     Raises
     ------
     KeyError
         With the list of known labels, if ``name`` is not registered.
+
+    Examples
+    --------
+    >>> from stellarml.labels import get_label
+    >>> teff = get_label("teff")
+    >>> teff.unit, teff.ucd, teff.physical_range
+    (Unit("K"), 'phys.temperature.effective', (2000.0, 60000.0))
+    >>> try:
+    ...     get_label("temperature")
+    ... except KeyError as err:
+    ...     print(err.args[0].split(";")[0])
+    unknown label 'temperature'
     """
     try:
         return LABELS[name]
@@ -185,6 +249,25 @@ class DiagnosticSpec:
     combine : {"mean", "max", "min"}
         How the members of an ensemble combine
         (`~stellarml.posterior.LabelPosterior.combine`).
+
+    Raises
+    ------
+    ValueError
+        If ``combine`` is not one of the three rules.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> from stellarml.labels import DiagnosticSpec
+    >>> spec = DiagnosticSpec("n_lines", u.dimensionless_unscaled, "meta.number",
+    ...                       "Number of lines fitted", combine="min")
+    >>> spec.per_label, spec.combine
+    (False, 'min')
+    >>> try:
+    ...     DiagnosticSpec("n_lines", None, "meta.number", "Lines", combine="median")
+    ... except ValueError as err:
+    ...     print(err)
+    combine must be 'mean', 'max' or 'min', got 'median'
     """
 
     name: str
@@ -203,7 +286,38 @@ DIAGNOSTICS = {}
 
 
 def register_diagnostic(spec):
-    """Add a `DiagnosticSpec` to the registry (overwriting one with the same name)."""
+    """Add a `DiagnosticSpec` to the registry (overwriting one with the same name).
+
+    Parameters
+    ----------
+    spec : `DiagnosticSpec`
+        The diagnostic; it is registered under ``spec.name``.
+
+    Returns
+    -------
+    spec : `DiagnosticSpec`
+        The same object.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a `DiagnosticSpec`.
+
+    Examples
+    --------
+    The registry is global: an example registers a name no one else uses and
+    removes it again.
+
+    >>> import astropy.units as u
+    >>> from stellarml.labels import DIAGNOSTICS, DiagnosticSpec, register_diagnostic
+    >>> spec = DiagnosticSpec("n_lines_example", u.dimensionless_unscaled, "meta.number",
+    ...                       "Number of lines fitted")
+    >>> register_diagnostic(spec) is spec
+    True
+    >>> "n_lines_example" in DIAGNOSTICS
+    True
+    >>> del DIAGNOSTICS["n_lines_example"]
+    """
     if not isinstance(spec, DiagnosticSpec):
         raise TypeError(f"expected a DiagnosticSpec, got {type(spec).__name__}")
     DIAGNOSTICS[spec.name] = spec
@@ -213,10 +327,28 @@ def register_diagnostic(spec):
 def get_diagnostic(name):
     """Return the `DiagnosticSpec` registered under ``name``.
 
+    Parameters
+    ----------
+    name : str
+        Diagnostic name (e.g. ``"chi2"``, ``"domain_distance"``, ``"crlb"``).
+
+    Returns
+    -------
+    spec : `DiagnosticSpec`
+
     Raises
     ------
     KeyError
         With the list of known diagnostics, if ``name`` is not registered.
+
+    Examples
+    --------
+    >>> from stellarml.labels import get_diagnostic
+    >>> crlb = get_diagnostic("crlb")
+    >>> crlb.per_label, crlb.unit  # one column per label, in the label's unit
+    (True, None)
+    >>> get_diagnostic("domain_distance").combine
+    'max'
     """
     try:
         return DIAGNOSTICS[name]

@@ -132,6 +132,8 @@ def plot_label_comparison(derived, reference, labels=None, *, errors=True, fig=N
     >>> fig, axes, stats = plot_label_comparison({"teff": ref["teff"] + 10.0}, ref)
     >>> round(stats["teff"]["bias"], 6)
     10.0
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     if labels is None:
@@ -233,6 +235,22 @@ def plot_posterior(posterior, row=0, labels=None, *, fig=None):
     ------
     ValueError
         If the row's posterior is not valid (a fatally flagged spectrum).
+    IndexError
+        If ``row`` is not an integer index into the posterior.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> from stellarml.visualization import plot_posterior
+    >>> post = GaussianPosterior([[5000.0, 4.4, -0.5]], [[100.0**2, 0.1**2, 0.05**2]],
+    ...                          ["teff", "logg", "fe_h"])
+    >>> fig, axes = plot_posterior(post, labels=["teff", "fe_h"])
+    >>> len(axes), axes[1].get_xlabel(), axes[0].get_title()  # median (-err_lo +err_hi)
+    (2, '[Fe/H] [dex]', '5000 (−99 +99)')
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     row = _check_row(posterior, row)
@@ -292,6 +310,29 @@ def plot_corner(posterior, row=0, labels=None, *, n_samples=4000, seed=0, fig=No
     fig : `~matplotlib.figure.Figure`
     axes : `numpy.ndarray`
         ``(L, L)`` axes; those above the diagonal are hidden.
+
+    Raises
+    ------
+    ValueError
+        If the row's posterior is not valid (a fatally flagged spectrum).
+    IndexError
+        If ``row`` is not an integer index into the posterior.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> from stellarml.visualization import plot_corner
+    >>> post = GaussianPosterior([[5000.0, 4.4, -0.5]], [[100.0**2, 0.1**2, 0.05**2]],
+    ...                          ["teff", "logg", "fe_h"])
+    >>> fig, axes = plot_corner(post, n_samples=500)
+    >>> axes.shape, sum(ax.get_visible() for ax in axes.flat)
+    ((3, 3), 6)
+    >>> axes[2, 0].get_ylabel(), axes[2, 2].get_xlabel()
+    ('[Fe/H] [dex]', '[Fe/H] [dex]')
+    >>> plt.close(fig)
     """
     plt = _pyplot()
     row = _check_row(posterior, row)
@@ -350,6 +391,32 @@ def plot_spectrum_fit(spectrum, model_flux, *, model_label="model", fig=None):
     chi2_nu : float
         Σ((data − model)/σ)² / N over the good pixels (NaN without
         uncertainties).
+
+    Raises
+    ------
+    ValueError
+        If the spectrum is not 1-D, or ``model_flux`` is not on its spectral
+        axis or has another shape.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import astropy.units as u
+    >>> import numpy as np
+    >>> from astropy.nddata import StdDevUncertainty
+    >>> from specutils import Spectrum
+    >>> from stellarml.visualization import plot_spectrum_fit
+    >>> rng = np.random.default_rng(0)
+    >>> wave = np.linspace(5000.0, 5100.0, 300) * u.AA
+    >>> model = 1.0 - 0.5 * np.exp(-0.5 * ((wave.value - 5050.0) / 2.0) ** 2)  # one line
+    >>> spec = Spectrum(flux=(model + rng.normal(0.0, 0.01, 300)) * u.one, spectral_axis=wave,
+    ...                 uncertainty=StdDevUncertainty(np.full(300, 0.01)))
+    >>> fig, axes, chi2_nu = plot_spectrum_fit(spec, model)
+    >>> round(chi2_nu, 2), axes[1].get_xlabel()
+    (1.04, 'wavelength [Angstrom]')
+    >>> plt.close(fig)
     """
     import astropy.units as u
     from astropy.nddata import StdDevUncertainty
@@ -426,6 +493,30 @@ def plot_kiel(table, *, color="fe_h", show_flagged=True, ax=None, cmap="viridis"
     ax : `~matplotlib.axes.Axes`
     counts : dict
         ``{"clean": n, "warning": n, "not_shown": n}``.
+
+    Raises
+    ------
+    KeyError
+        If ``table`` lacks ``teff``, ``logg`` or the ``color`` column.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import astropy.units as u
+    >>> from astropy.table import QTable
+    >>> from stellarml.visualization import plot_kiel
+    >>> table = QTable({"teff": [5800.0, 4800.0, 5200.0, 6000.0] * u.K,
+    ...                 "logg": [4.4, 2.5, 3.0, 4.2] * u.dex,
+    ...                 "fe_h": [0.0, -0.5, -1.0, 0.1] * u.dex,
+    ...                 "flags": [0, 0, 32, 4]})  # LOW_SNR (a warning), BAD_INPUT (fatal)
+    >>> ax, counts = plot_kiel(table)
+    >>> counts
+    {'clean': 2, 'warning': 1, 'not_shown': 1}
+    >>> bool(ax.xaxis_inverted()), ax.figure.axes[1].get_ylabel()  # the colour bar
+    (True, '[Fe/H] [dex]')
+    >>> plt.close(ax.figure)
     """
     plt = _pyplot()
     teff, _ = _values(_get(table, "teff", "table"), "teff")
@@ -484,6 +575,26 @@ def plot_latent_projection(projections, *, ax=None, title=None):
     Returns
     -------
     ax : `~matplotlib.axes.Axes`
+
+    Raises
+    ------
+    ValueError
+        If ``projections`` is empty or a set is not ``(n, 2)``.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> import numpy as np
+    >>> from stellarml.visualization import plot_latent_projection
+    >>> rng = np.random.default_rng(0)
+    >>> ax = plot_latent_projection({"synthetic": rng.normal(size=(50, 2)),
+    ...                              "observed": rng.normal(1.0, 1.0, size=(30, 2))},
+    ...                             title="latent space")
+    >>> ax.get_legend_handles_labels()[1], ax.get_title()
+    (['synthetic (50)', 'observed (30)'], 'latent space')
+    >>> plt.close(ax.figure)
     """
     plt = _pyplot()
     if not projections:

@@ -50,6 +50,19 @@ FITTERS = {"gradient": GradientFitter, "cmaes": CMAESFitter, "mcmc": MCMCFitter}
 def make_fitter(method, **settings):
     """A new fitter of ``method`` (a key of `FITTERS`) with ``settings``.
 
+    Parameters
+    ----------
+    method : {"gradient", "cmaes", "mcmc"}
+        The fitting method: `GradientFitter`, `CMAESFitter` or `MCMCFitter`.
+    **settings
+        Keyword arguments of that fitter's constructor (e.g. ``n_starts`` of
+        `GradientFitter`, ``n_steps`` of `MCMCFitter`).
+
+    Returns
+    -------
+    fitter : `Fitter`
+        A new, unused fitter.
+
     Raises
     ------
     ValueError
@@ -60,6 +73,13 @@ def make_fitter(method, **settings):
     >>> from stellarml.fitting import make_fitter
     >>> make_fitter("gradient", n_starts=2).n_starts
     2
+    >>> make_fitter("mcmc", n_steps=500)
+    MCMCFitter(n_walkers=32, n_steps=500, ...)
+    >>> try:
+    ...     make_fitter("newton")
+    ... except ValueError as err:
+    ...     print(err)
+    unknown fitting method 'newton'; choose one of 'gradient', 'cmaes', 'mcmc'
     """
     if method not in FITTERS:
         raise ValueError(

@@ -38,6 +38,33 @@ class Fitter(abc.ABC):
     A fitter stores only its settings; calling it fits spectra and returns a
     `~stellarml.fitting.FitResult`, and keeps the record of the last call in
     ``fit_info``. Subclasses implement ``_fit(problem, init)``.
+
+    Attributes
+    ----------
+    name : str
+        The method (``"gradient"``, ``"cmaes"``, ``"mcmc"``; a key of
+        `~stellarml.fitting.FITTERS`).
+    fit_info : dict
+        Record of the last call: the method, the numbers of spectra fitted and
+        converged, the time taken [s] and the fitter's own entries
+        (iterations, stop reasons...). Empty before the first call.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from stellarml.models.emulator import PayneEmulator
+    >>> rng = np.random.default_rng(2)  # a small random emulator of Teff [K] and log g [dex]
+    >>> emu = PayneEmulator(rng.normal(size=(200, 4, 2)), rng.normal(size=(200, 4)),
+    ...                     0.1 * rng.normal(size=(200, 4)), np.ones(200), ("teff", "logg"),
+    ...                     [4000.0, 1.0], [6000.0, 5.0], np.linspace(5000.0, 5100.0, 200))
+    >>> from stellarml.fitting import Fitter, GradientFitter
+    >>> flux = emu.flux(torch.tensor([[5200.0, 2.5]])).numpy()
+    >>> fitter = GradientFitter(n_starts=2)
+    >>> isinstance(fitter, Fitter), fitter.name, fitter.get_settings()["n_starts"]
+    (True, 'gradient', 2)
+    >>> result = fitter(emu, flux, np.full_like(flux, 1e4))
+    >>> fitter.fit_info["n_spectra"], fitter.fit_info["n_converged"]
+    (1, 1)
     """
 
     #: Name of the method (``"gradient"``, ``"cmaes"``, ``"mcmc"``).

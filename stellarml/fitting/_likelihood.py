@@ -159,6 +159,31 @@ class FitProblem:
         If shapes do not match the emulator's grid, ``ivar`` is negative or
         not finite, or a prior, bound or option is malformed (the message
         names it).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from stellarml.models.emulator import PayneEmulator
+    >>> rng = np.random.default_rng(2)  # a small random emulator of Teff [K] and log g [dex]
+    >>> emu = PayneEmulator(rng.normal(size=(200, 4, 2)), rng.normal(size=(200, 4)),
+    ...                     0.1 * rng.normal(size=(200, 4)), np.ones(200), ("teff", "logg"),
+    ...                     [4000.0, 1.0], [6000.0, 5.0], np.linspace(5000.0, 5100.0, 200))
+    >>> from stellarml.fitting import FitProblem
+    >>> flux = emu.flux(torch.tensor([[5200.0, 2.5], [4800.0, 3.5]])).numpy()
+    >>> flux[1, 3] = np.nan  # a bad pixel that claims to have data
+    >>> problem = FitProblem(emu, flux, np.full_like(flux, 1e4), rv=(-100.0, 100.0),
+    ...                      continuum_degree=2, priors={"logg": (3.0, 0.5)})
+    >>> problem.n_params, problem.n_continuum  # teff, logg, rv; 3 Legendre coefficients
+    (3, 3)
+    >>> problem.valid, problem.row_flags, problem.dof
+    (array([ True, False]), array([0, 4]), array([194,   0]))
+    >>> problem.to_physical([0.0, 0.0, 0.0])  # the centre of the box
+    array([5000.,    3.])
+    >>> try:
+    ...     FitProblem(emu, flux[:, :100], np.ones((2, 100)))
+    ... except ValueError as err:
+    ...     print(err)
+    flux must be (n, 200) on the emulator's wavelength grid, got (2, 100)
     """
 
     def __init__(

@@ -53,6 +53,28 @@ class FitResult:
         ``(n, S, L)`` posterior draws in physical units (MCMC only).
     fit_info : dict
         The fitter's own record (iterations, stop reasons, acceptance...).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from stellarml.models.emulator import PayneEmulator
+    >>> rng = np.random.default_rng(2)  # a small random emulator of Teff [K] and log g [dex]
+    >>> emu = PayneEmulator(rng.normal(size=(200, 4, 2)), rng.normal(size=(200, 4)),
+    ...                     0.1 * rng.normal(size=(200, 4)), np.ones(200), ("teff", "logg"),
+    ...                     [4000.0, 1.0], [6000.0, 5.0], np.linspace(5000.0, 5100.0, 200))
+    >>> from stellarml.fitting import GradientFitter
+    >>> flux = emu.flux(torch.tensor([[5200.0, 2.5], [4800.0, 3.5]])).numpy()
+    >>> result = GradientFitter(n_starts=2)(emu, flux, np.full_like(flux, 1e4))
+    >>> len(result), result.label_names, result.converged
+    (2, ('teff', 'logg'), array([ True,  True]))
+    >>> np.round(result.labels[:, 0]), np.round(result.labels[:, 1], 2)  # [K], [dex]
+    (array([5200., 4800.]), array([2.5, 3.5]))
+    >>> np.round(result.errors[0], 2)  # 1-sigma errors [K], [dex]
+    array([26.39,  0.06])
+    >>> result.dof, result.flags
+    (array([198, 198]), array([0, 0]))
+    >>> result.to_posterior()
+    <GaussianPosterior of 2 spectra, labels ['teff', 'logg'], 2 valid>
     """
 
     label_names: tuple

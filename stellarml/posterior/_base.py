@@ -58,6 +58,23 @@ def bimodal_rows(density, *, min_peak=BIMODAL_MIN_PEAK, max_dip=BIMODAL_MAX_DIP)
     -------
     bimodal : `numpy.ndarray`
         ``(n,)`` bool; False for rows that are not finite or are all zero.
+
+    Raises
+    ------
+    ValueError
+        If ``density`` is not 2-D or ``min_peak``, ``max_dip`` are out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.posterior import bimodal_rows
+    >>> x = np.arange(40)
+    >>> one = np.exp(-0.5 * ((x - 20) / 3.0) ** 2)
+    >>> two = one + 0.6 * np.exp(-0.5 * ((x - 5) / 2.0) ** 2)
+    >>> bimodal_rows(np.stack([one, two]))
+    array([False,  True])
+    >>> bimodal_rows(np.stack([one, two]), min_peak=0.8)  # the second mode is too low
+    array([False, False])
     """
     if not 0 < min_peak <= 1:
         raise ValueError(f"min_peak must be in (0, 1], got {min_peak!r}")
@@ -98,6 +115,24 @@ class LabelBins:
         Lower edge of the first and upper edge of the last bin, in label units.
     width : float
         Bin width in label units; ``(hi - lo) / width`` must be an integer >= 2.
+
+    Raises
+    ------
+    ValueError
+        If the values are not finite, ``hi <= lo``, ``width <= 0``, or
+        ``(hi - lo) / width`` is not an integer >= 2.
+
+    Examples
+    --------
+    >>> from stellarml.posterior import LabelBins
+    >>> bins = LabelBins(3000.0, 7000.0, 100.0)  # Teff bins [K]
+    >>> bins.n_bins, bins.centers[:2], float(bins.edges[-1])
+    (40, array([3050., 3150.]), 7000.0)
+    >>> try:
+    ...     LabelBins(3000.0, 7000.0, 300.0)
+    ... except ValueError as err:
+    ...     print(err)
+    (hi - lo) / width must be an integer >= 2, got (7000.0 - 3000.0) / 300.0 = 13.3333
     """
 
     lo: float
@@ -163,6 +198,45 @@ class LabelPosterior(abc.ABC):
         Rows that hold a posterior (default all). Summaries of invalid rows
         are NaN: a model marks here the spectra it could not analyse (and
         says why in ``flags``).
+
+    Attributes
+    ----------
+    form : str
+        ``"binned"``, ``"samples"`` or ``"gaussian"``.
+    flags : `numpy.ndarray`
+        ``(n,)`` int64 `~stellarml.flags.LabelFlag` bits.
+    valid : `numpy.ndarray`
+        ``(n,)`` bool.
+    diagnostics : dict
+        ``{name: (n,) float64}``, or ``{name: {label: (n,)}}`` for per-label ones.
+
+    Raises
+    ------
+    ValueError
+        If the labels are empty or repeated, ``flags`` or ``valid`` do not
+        have ``n`` entries, or ``flags`` are negative.
+    KeyError
+        If a diagnostic is not registered in `stellarml.labels.DIAGNOSTICS`.
+
+    Examples
+    --------
+    Every form answers the same questions; here a `GaussianPosterior` of two
+    spectra, the second of which could not be analysed.
+
+    >>> import numpy as np
+    >>> from stellarml.posterior import GaussianPosterior, LabelPosterior
+    >>> post = GaussianPosterior([[5000.0, 4.4], [5800.0, 4.0]], [[100.0**2, 0.1**2]] * 2,
+    ...                          ["teff", "logg"], valid=[True, False],
+    ...                          diagnostics={"chi2": [1.1, np.nan]})
+    >>> isinstance(post, LabelPosterior), post.form, len(post)
+    (True, 'gaussian', 2)
+    >>> s = post.summaries()["teff"]
+    >>> np.round(s["median"], 1), np.round(s["err_hi"], 1)
+    (array([5000.,   nan]), array([99.4,  nan]))
+    >>> post.select([0])
+    <GaussianPosterior of 1 spectra, labels ['teff', 'logg'], 1 valid>
+    >>> np.round(post.transformed("teff", shift=50.0).median("teff"), 1)
+    array([5050.,   nan])
     """
 
     #: Name of the form ("binned", "samples", "gaussian").

@@ -89,6 +89,22 @@ class BinnedPosterior(LabelPosterior):
     convolution of `~LabelPosterior.transformed` is applied as a widening
     about the median that adds its variance (exact for Gaussian PDFs, and
     free of the smearing that re-binning a narrow convolution would cause).
+
+    Examples
+    --------
+    One spectrum with a Gaussian-shaped Teff PDF in 100 K bins:
+
+    >>> import numpy as np
+    >>> from stellarml.posterior import BinnedPosterior
+    >>> centers = np.arange(4050.0, 6000.0, 100.0)
+    >>> pdf = np.exp(-0.5 * ((centers - 5000.0) / 150.0) ** 2)[None]
+    >>> post = BinnedPosterior({"teff": pdf}, {"teff": (4000.0, 6000.0, 100.0)})
+    >>> post.bins["teff"].n_bins, post.pdf("teff").shape
+    (20, (1, 20))
+    >>> round(float(post.median("teff")[0]), 1), round(float(post.mode("teff")[0]), 1)
+    (5000.0, 5000.0)
+    >>> round(float(post.summaries()["teff"]["err_hi"][0]), -1)  # close to 150 K
+    150.0
     """
 
     form = "binned"

@@ -33,6 +33,21 @@ class SamplePosterior(LabelPosterior):
     Quantiles are numpy's linear-interpolation quantiles of the draws; the
     mode is not defined for draws (NaN). `combine` pools the members' draws,
     so each member counts in proportion to its number of draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.posterior import SamplePosterior
+    >>> rng = np.random.default_rng(0)
+    >>> draws = rng.normal([5000.0, 4.4], [100.0, 0.1], size=(3, 2000, 2))  # 3 spectra
+    >>> post = SamplePosterior(draws, ["teff", "logg"])
+    >>> post.samples.shape
+    (3, 2000, 2)
+    >>> np.round(post.median("teff"), -1), bool(np.isnan(post.mode("teff")).all())
+    (array([5000., 5000., 5000.]), True)
+    >>> pooled = SamplePosterior.combine([post, post])  # an ensemble of two members
+    >>> pooled.samples.shape
+    (3, 4000, 2)
     """
 
     form = "samples"
@@ -146,6 +161,20 @@ class GaussianPosterior(LabelPosterior):
     The median and mode are the mean; p16 and p84 are ``mean ∓ 0.9945 σ``
     (the 16th and 84th percentiles of a Gaussian). `combine` returns the
     moment-matched Gaussian of the mixture (law of total covariance).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> post = GaussianPosterior([[5000.0], [6000.0]], [[100.0**2], [50.0**2]], ["teff"])
+    >>> np.round(post.quantiles("teff", [0.16, 0.5, 0.84]), 1)
+    array([[4900.6, 5000. , 5099.4],
+           [5950.3, 6000. , 6049.7]])
+    >>> post.std("teff")
+    array([100.,  50.])
+    >>> mix = GaussianPosterior.combine([post, post.transformed("teff", shift=200.0)])
+    >>> np.round(mix.mean("teff"), 1), np.round(mix.std("teff"), 1)
+    (array([5100., 6100.]), array([141.4, 111.8]))
     """
 
     form = "gaussian"
