@@ -272,8 +272,11 @@ class LibraryStoreWriter:
     wavelength : `~astropy.units.Quantity`
         Wavelength grid (npix,).
     medium : {"vacuum", "air"}
+        Medium of ``wavelength``.
     resolution : float, optional
+        Resolving power R of the spectra (give this or ``fwhm``, or neither).
     fwhm : `~astropy.units.Quantity`, optional
+        Instrumental FWHM [Angstrom], constant over the grid.
     meta : dict, optional
         Provenance.
     dtype : numpy float dtype, optional
@@ -281,11 +284,34 @@ class LibraryStoreWriter:
     overwrite : bool, optional
         Replace an existing file.
 
+    Raises
+    ------
+    ValueError
+        From `write`, for a chunk of the wrong width, with non-finite values or
+        beyond the number of labels; on exit, if fewer rows were written than
+        ``labels`` has (the partial file is deleted).
+
     Examples
     --------
-    >>> with LibraryStoreWriter(path, labels=table, wavelength=wave) as out:  # doctest: +SKIP
-    ...     for chunk in chunks:
-    ...         out.write(chunk)
+    Three spectra written in two chunks, then read back lazily:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from astropy.table import QTable
+    >>> from stellarml.libraries import LibraryStoreWriter, read_library
+    >>> labels = QTable({"teff": [5000.0, 5500.0, 6000.0] * u.K})
+    >>> wave = np.linspace(5000.0, 5100.0, 50) * u.AA
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "lib.asdf"
+    ...     with LibraryStoreWriter(path, labels=labels, wavelength=wave,
+    ...                             resolution=2000.0) as out:
+    ...         out.write(np.ones((2, 50)))
+    ...         out.write(np.full((1, 50), 0.5))
+    ...     lib = read_library(path)
+    ...     print(len(lib), lib.flux.dtype, float(lib.flux[2, 0]), lib.resolution)
+    3 float32 0.5 2000.0
     """
 
     def __init__(

@@ -36,6 +36,12 @@ def _range_angstrom(wavelength_range):
 class GridLibrary(abc.ABC):
     """Common machinery of grid libraries; use `PhoenixLibrary` or `KuruczLibrary`.
 
+    Parameters
+    ----------
+    cache_bytes : int, optional
+        Memory budget [bytes] for grid spectra kept between `spectrum` calls
+        (least recently used first out).
+
     Attributes
     ----------
     label_names : tuple of str
