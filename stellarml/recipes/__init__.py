@@ -68,6 +68,36 @@ def load_config(config):
     ValueError
         If it is not TOML, names no or an unknown method, or its recipe
         finds it incomplete (the message says what is missing).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from stellarml.recipes import load_config
+    >>> toml = '''
+    ... [model]
+    ... method = "remap"
+    ... name = "tiny"
+    ... [preparation]
+    ... wavelength_min = 5000.0   # Angstrom
+    ... wavelength_max = 5300.0
+    ... dloglam = 3.0e-4
+    ... [pretrain]
+    ... emulator = "{data_dir}/doppler/coolstars_cubic_emulator.npz"
+    ... '''
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "tiny.toml"
+    ...     _ = path.write_text(toml)
+    ...     cfg = load_config(path)
+    >>> cfg["model"]["name"], cfg["preparation"]["dloglam"]
+    ('tiny', 0.0003)
+    >>> cfg["pretrain"]["emulator"].endswith("/doppler/coolstars_cubic_emulator.npz")  # expanded
+    True
+    >>> try:
+    ...     load_config({"model": {"method": "payne", "name": "x"}})
+    ... except ValueError as err:
+    ...     print(err)
+    unknown method 'payne' in [model]; known: remap, dtl, phdl
     """
     if isinstance(config, dict):
         cfg = copy.deepcopy(config)
@@ -100,6 +130,29 @@ def train_from_config(config, *, output=None, progress=True, **options):
     Returns
     -------
     model : `~stellarml.models.LabelModel`
+        The model the method's recipe trains (e.g. a `~stellarml.models.RemapModel`).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As `load_config`.
+
+    Examples
+    --------
+    A tiny REMAP model (32 synthetic spectra, one epoch) trains in about a
+    second; the shipped configurations in ``scripts/`` take hours:
+
+    >>> from stellarml.recipes import train_from_config
+    >>> model = train_from_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ... }, progress=False)
+    >>> type(model).__name__, model.name, model.label_names
+    ('RemapModel', 'tiny', ('teff', 'logg', 'fe_h'))
 
     Notes
     -----

@@ -25,6 +25,7 @@ the model as it behaves on stars it has not seen; see the method's recipe
 (e.g. `stellarml.recipes.remap.calibrate`).
 """
 
+import astropy.units as u
 import numpy as np
 from astropy.table import QTable, Table
 
@@ -59,8 +60,29 @@ _KNOWN = {
 def check_tables(cfg, required):
     """Raise `ValueError` naming the first table or key of ``required`` that ``cfg`` lacks.
 
-    ``required`` maps table names to the keys each must have (the recipes'
-    ``_REQUIRED``).
+    Parameters
+    ----------
+    cfg : dict
+        The configuration.
+    required : dict
+        Table name -> the keys that table must have (the recipes' ``_REQUIRED``).
+
+    Raises
+    ------
+    ValueError
+        If a table is missing (``training configuration lacks the [table] table``) or
+        lacks keys (``[table] lacks key, ...``).
+
+    Examples
+    --------
+    >>> from stellarml.recipes.calibration import check_tables
+    >>> required = {"model": ("name",), "preparation": ("dloglam",)}
+    >>> check_tables({"model": {"name": "x"}, "preparation": {"dloglam": 3e-4}}, required)
+    >>> try:
+    ...     check_tables({"model": {"name": "x"}, "preparation": {}}, required)
+    ... except ValueError as err:
+    ...     print(err)
+    [preparation] lacks dloglam
     """
     for section, keys in required.items():
         if section not in cfg:
@@ -71,7 +93,33 @@ def check_tables(cfg, required):
 
 
 def check_calibration_config(cfg):
-    """Raise `ValueError` naming what the ``[calibration]`` table gets wrong."""
+    """Raise `ValueError` naming what the ``[calibration]`` table gets wrong.
+
+    A configuration without a ``[calibration]`` table passes.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration.
+
+    Raises
+    ------
+    ValueError
+        For an unknown setting, a missing ``reference``, ``folds`` not an
+        integer >= 2 or ``reference_weight`` not an integer >= 1.
+    KeyError
+        For an unknown label in the ``trend`` table (`stellarml.labels.get_label`).
+
+    Examples
+    --------
+    >>> from stellarml.recipes.calibration import check_calibration_config
+    >>> check_calibration_config({"calibration": {"reference": "gbs.csv", "folds": 11}})
+    >>> try:
+    ...     check_calibration_config({"calibration": {"reference": "gbs.csv", "folds": 1}})
+    ... except ValueError as err:
+    ...     print(err)
+    [calibration] folds must be an integer >= 2, got 1
+    """
     c = cfg.get("calibration")
     if c is None:
         return
@@ -102,7 +150,8 @@ def load_reference(cfg, labels):
     Parameters
     ----------
     cfg : dict
-        The configuration.
+        The configuration; ``[calibration] reference`` is the CSV and
+        ``id_column`` (default ``"miles_id"``) its id column.
     labels : sequence of str
         The model's labels.
 
@@ -111,7 +160,30 @@ def load_reference(cfg, labels):
     reference : `~astropy.table.QTable`
         ``id`` (MILES ids zero-padded to four digits), one Quantity column per
         label the CSV has (NaN = unknown) and ``<label>_err`` from the CSV's
-        ``e_<label>`` or ``<label>_err`` columns (NaN when not given).
+        ``e_<label>`` or ``<label>_err`` columns (NaN when not given), in the
+        label's unit (`stellarml.labels.get_label`: K for ``teff``, dex for
+        ``logg`` and ``fe_h``).
+
+    Raises
+    ------
+    ValueError
+        If the CSV has no id column, lists a star twice or has none of the labels.
+
+    Examples
+    --------
+    The Gaia FGK Benchmark Stars among the MILES training stars (their [Fe/H]
+    has no quoted error):
+
+    >>> from stellarml.recipes.calibration import load_reference
+    >>> gbs = data_dir / "benchmarks" / "gbs_v3_miles_train.csv"
+    >>> cfg = {"calibration": {"reference": str(gbs)}}
+    >>> reference = load_reference(cfg, ["teff", "logg", "fe_h"])
+    >>> len(reference), reference.colnames
+    (55, ['id', 'teff', 'teff_err', 'logg', 'logg_err', 'fe_h', 'fe_h_err'])
+    >>> print(reference["id"][0], reference["teff"][0], reference["teff_err"][0])
+    0001 5445.0 K 30.0 K
+    >>> print(reference["fe_h"][0], reference["fe_h_err"][0])
+    -0.79 dex nan dex
     """
     c = cfg["calibration"]
     id_column = c.get("id_column", "miles_id")
@@ -148,6 +220,30 @@ def build_calibration(cfg, labels):
     A `~stellarml.calibration.TrendCalibration` of the ``trend`` table (by
     default an offset for every label), followed by a
     `~stellarml.calibration.WidthCalibration` unless ``width = false``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (its ``[calibration]`` table: ``trend``, ``degree``, ``width``).
+    labels : sequence of str
+        The model's labels.
+
+    Returns
+    -------
+    calibration : `~stellarml.calibration.LabelCalibration`
+        Unfitted: a `~stellarml.calibration.TrendCalibration`, or a
+        `~stellarml.calibration.ChainedCalibration` of it and the width step.
+
+    Examples
+    --------
+    >>> from stellarml.recipes.calibration import build_calibration
+    >>> calibration = build_calibration({"calibration": {"reference": "gbs.csv"}}, ["teff", "logg"])
+    >>> print(calibration.summary())
+    trend against a reference (teff: offset; logg: offset; degree 1), then interval widths
+    scaled to 68 % coverage (teff, logg)
+    >>> table = {"reference": "gbs.csv", "width": False, "trend": {"teff": ["teff"], "fe_h": []}}
+    >>> print(build_calibration({"calibration": table}, ["teff", "fe_h"]).summary())
+    trend against a reference (teff: offset + teff; fe_h: offset; degree 1)
     """
     c = cfg["calibration"]
     trend = {k: list(v) for k, v in dict(c.get("trend", {})).items()} or {n: [] for n in labels}
@@ -165,9 +261,31 @@ def override_labels(library, overrides, labels):
     library : `~stellarml.libraries.SpectralLibrary`
         With an ``id`` label column.
     overrides : `~astropy.table.Table` or None
-        ``id`` and label columns; NaN keeps the library's value.
+        ``id`` and label columns (Quantities are converted to the library's
+        unit, plain numbers are taken to be in it); NaN keeps the library's
+        value, and ids the library does not have are ignored.
     labels : sequence of str
-        The labels to replace.
+        The labels to replace (those ``overrides`` lacks are left alone).
+
+    Returns
+    -------
+    replaced : dict
+        Label -> the ids whose value was replaced (empty for ``overrides=None``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> from stellarml.libraries import SpectralLibrary
+    >>> from stellarml.recipes.calibration import override_labels
+    >>> lib = SpectralLibrary.from_arrays(
+    ...     {"id": ["0001", "0003", "0004"], "teff": [5400.0, 4700.0, 6100.0]},
+    ...     np.arange(5000.0, 5010.0), np.ones((3, 10)))
+    >>> better = Table({"id": ["0003", "0004", "9999"], "teff": [4750.0, np.nan, 5000.0]})
+    >>> override_labels(lib, better, ["teff", "logg"])
+    {'teff': ['0003']}
+    >>> print(lib.labels["teff"])
+    [5400. 4750. 6100.] K
     """
     if overrides is None:
         return {}
@@ -180,7 +298,9 @@ def override_labels(library, overrides, labels):
         col = library.labels[label]
         values = np.array(getattr(col, "value", col), dtype=float)
         new = overrides[label]
-        new = np.asarray(new.to_value(col.unit) if hasattr(new, "unit") else new, dtype=float)
+        if getattr(new, "unit", None) is not None and hasattr(col, "unit"):
+            new = u.Quantity(new).to_value(col.unit)
+        new = np.asarray(new, dtype=float)  # plain numbers: already in the library's unit
         done = []
         for star, value in zip(overrides["id"], new, strict=True):
             if np.isfinite(value) and str(star) in row_of:
@@ -235,6 +355,34 @@ def cross_fit(train_without, spectra, reference, *, folds, seed, use_reference=F
         If a reference star has no spectrum, or there are fewer stars than folds.
     RuntimeError
         If a fold's stars reached its model's training.
+
+    Examples
+    --------
+    A tiny pre-trained model, and a ``train_without`` that returns it for every
+    fold (a recipe's fine-tunes a copy without the fold's stars):
+
+    >>> from astropy.table import Table
+    >>> from stellarml.libraries import ObservedLibrary
+    >>> from stellarml.recipes import train_from_config
+    >>> from stellarml.recipes.calibration import cross_fit
+    >>> model = train_from_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ... }, progress=False)
+    >>> ids = ["0001", "0003", "0004", "0005"]
+    >>> spectra = ObservedLibrary.from_miles(data_dir / "miles", require=["teff"], ids=ids)
+    >>> def train_without(exclude_ids, overrides):
+    ...     return model, []  # the model, and the ids it was trained on
+    >>> posterior, fold, table = cross_fit(
+    ...     train_without, spectra, Table({"id": ids}), folds=2, seed=0)
+    >>> print(len(posterior), fold, table["teff"].unit)
+    4 [...] K
+    >>> sorted(fold.tolist())
+    [0, 0, 1, 1]
     """
     from astropy.table import vstack
 
@@ -276,10 +424,36 @@ def cross_fit(train_without, spectra, reference, *, folds, seed, use_reference=F
 
 
 def reference_stars(cfg, labels, exclude_ids=None):
-    """The ``[calibration]`` reference stars (`load_reference`) without ``exclude_ids``."""
+    """The ``[calibration]`` reference stars (`load_reference`) without ``exclude_ids``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration.
+    labels : sequence of str
+        The model's labels.
+    exclude_ids : sequence of str or int, optional
+        MILES ids to leave out (e.g. stars held out of fine-tuning); ``"1"``
+        and ``1`` mean ``"0001"``.
+
+    Returns
+    -------
+    reference : `~astropy.table.QTable`
+        As `load_reference` returns it, less those rows.
+
+    Examples
+    --------
+    >>> from stellarml.recipes.calibration import reference_stars
+    >>> gbs = data_dir / "benchmarks" / "gbs_v3_miles_train.csv"
+    >>> cfg = {"calibration": {"reference": str(gbs)}}
+    >>> reference = reference_stars(cfg, ["teff"], exclude_ids=["1", "0016"])
+    >>> len(reference), reference.colnames, str(reference["id"][0])
+    (53, ['id', 'teff', 'teff_err'], '0025')
+    """
     reference = load_reference(cfg, labels)
     if exclude_ids:
-        keep = ~np.isin(np.asarray(reference["id"]).astype(str), [str(i) for i in exclude_ids])
+        excluded = [_miles_id(i) for i in exclude_ids]
+        keep = ~np.isin(np.asarray(reference["id"]).astype(str), excluded)
         reference = reference[keep]
     return reference
 
@@ -304,6 +478,27 @@ def fit_cross_fitted(cfg, labels, reference, posterior, fold):
     -------
     calibration : `~stellarml.calibration.LabelCalibration`
         Fitted, with the cross-fitting recorded in its provenance.
+
+    Examples
+    --------
+    Six stars whose out-of-fold predictions are 100 K too cool:
+
+    >>> import numpy as np, astropy.units as u
+    >>> from astropy.table import QTable
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> from stellarml.recipes.calibration import fit_cross_fitted
+    >>> teff = np.array([4500.0, 5000.0, 5500.0, 6000.0, 6500.0, 5200.0])
+    >>> posterior = GaussianPosterior((teff - 100.0)[:, None], np.full((6, 1), 50.0**2), ["teff"])
+    >>> reference = QTable({"id": ["0001", "0003", "0004", "0005", "0006", "0008"],
+    ...                     "teff": teff * u.K})
+    >>> fold = np.array([0, 1, 0, 1, 0, 1])
+    >>> cfg = {"calibration": {"reference": "toy.csv", "name": "toy", "folds": 2,
+    ...                        "width": False, "trend": {"teff": []}}}
+    >>> calibration = fit_cross_fitted(cfg, ["teff"], reference, posterior, fold)
+    >>> print(calibration.summary(), np.round(calibration.coefficients_["teff"], 6))
+    trend against a reference (teff: offset; degree 1) [100.]
+    >>> calibration.provenance_["cross_fitting"]["fold_of_star"]["0003"]
+    1
     """
     c = cfg["calibration"]
     calibration = build_calibration(cfg, labels)

@@ -70,6 +70,19 @@ def check_windows(windows, where="[preparation] windows"):
         If ``windows`` is not a non-empty list of ``[lo, hi]`` pairs of finite
         positive numbers with ``lo < hi``, increasing and not overlapping (the
         message names the offending window).
+
+    Examples
+    --------
+    >>> from stellarml.recipes.instrument import check_windows
+    >>> check_windows([[4700, 4900], [5600, 5900]])
+    array([[4700., 4900.],
+           [5600., 5900.]])
+    >>> try:
+    ...     check_windows([[4700.0, 4900.0], [4850.0, 5000.0]])
+    ... except ValueError as err:
+    ...     print(err)
+    [preparation] windows: window 1 [4850.0, 5000.0] starts before window 0 [4700.0, 4900.0]
+    ends; give increasing, non-overlapping windows
     """
     if isinstance(windows, str | bytes) or not hasattr(windows, "__len__") or not len(windows):
         raise ValueError(f"{where} must be a non-empty list of [lo, hi] pairs [Angstrom]")
@@ -109,6 +122,26 @@ def windows_from_spectra(spectra, medium):
     -------
     windows : `numpy.ndarray`
         ``(n, 2)`` [Angstrom], increasing.
+
+    Raises
+    ------
+    ValueError
+        If ``spectra`` is empty.
+
+    Examples
+    --------
+    Two overlapping air spectra make one window; a vacuum one is converted to air:
+
+    >>> import numpy as np, astropy.units as u
+    >>> from specutils import Spectrum
+    >>> from stellarml.recipes.instrument import windows_from_spectra
+    >>> def part(lo, hi, medium):
+    ...     wave = np.linspace(lo, hi, 20) * u.AA
+    ...     return Spectrum(flux=np.ones(20) * u.Jy, spectral_axis=wave, meta={"medium": medium})
+    >>> parts = [part(6000, 6100, "vacuum"), part(5000, 5100, "air"), part(5050, 5200, "air")]
+    >>> np.round(windows_from_spectra(parts, "air"), 2)
+    array([[5000.  , 5200.  ],
+           [5998.34, 6098.31]])
     """
     from ..spectra.prepare import _to_medium, _wave_angstrom
 
@@ -150,6 +183,25 @@ def preparation_windows(prep):
         If the table mixes ``windows``, ``windows_from`` and
         ``wavelength_min``/``wavelength_max``, or gives none of them, or a
         window is invalid, or a ``windows_from`` file cannot be read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.recipes.instrument import preparation_windows
+    >>> print(preparation_windows({"wavelength_min": 4700.0, "wavelength_max": 5900.0}))
+    None
+    >>> preparation_windows({"windows": [[4700.0, 4900.0], [5600.0, 5900.0]]})
+    array([[4700., 4900.],
+           [5600., 5900.]])
+
+    The four HERMES cameras of a GALAH star, one file each, in air:
+
+    >>> files = [str(data_dir / "galah" / f"131216002601003{ccd}.fits") for ccd in (1, 2, 3, 4)]
+    >>> np.round(preparation_windows({"windows_from": files, "medium": "air"}))
+    array([[4714., 4902.],
+           [5650., 5874.],
+           [6477., 6736.],
+           [7586., 7887.]])
     """
     given = [k for k in ("windows", "windows_from") if k in prep]
     plain = [k for k in ("wavelength_min", "wavelength_max") if k in prep]
@@ -197,7 +249,18 @@ def window_fraction(grid, windows):
 
     Returns
     -------
-    float
+    fraction : float
+        Between 0 and 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.recipes.instrument import window_fraction
+    >>> from stellarml.spectra import log_lambda_grid
+    >>> grid = log_lambda_grid(4700.0, 5900.0, 3e-4)
+    >>> windows = np.array([[4700.0, 4900.0], [5600.0, 5900.0]])
+    >>> print(grid.size, round(window_fraction(grid, windows), 3))
+    758 0.412
     """
     return float(_inside(np.asarray(grid, dtype=np.float64), windows).mean())
 
@@ -227,7 +290,21 @@ def mask_outside_windows(library, windows, medium):
 
     Returns
     -------
-    library
+    library : `~stellarml.libraries.SpectralLibrary`
+        The same object.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries import SpectralLibrary
+    >>> from stellarml.recipes.instrument import mask_outside_windows
+    >>> lib = SpectralLibrary.from_arrays(
+    ...     {"teff": [5000.0, 6000.0]}, np.arange(5000.0, 5010.0), np.ones((2, 10)))
+    >>> _ = mask_outside_windows(lib, np.array([[5002.0, 5004.5], [5007.0, 5008.0]]), "vacuum")
+    >>> lib.flux[0]
+    array([nan, nan,  1.,  1.,  1., nan, nan,  1.,  1., nan])
+    >>> lib.meta["windows"]
+    {'angstrom': [[5002.0, 5004.5], [5007.0, 5008.0]], 'medium': 'vacuum'}
     """
     from ..spectra.prepare import _to_medium
 

@@ -92,7 +92,36 @@ _REQUIRED = {
 
 
 def check_config(cfg):
-    """Raise `ValueError` naming what a REMAP configuration lacks or gets wrong."""
+    """Raise `ValueError` naming what a REMAP configuration lacks or gets wrong.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (see the module documentation).
+
+    Raises
+    ------
+    ValueError
+        If a required table or key is missing, the grid is given twice or not
+        at all, a window is invalid, ``[model] ensemble`` is not a positive
+        integer, ``[calibration]`` comes without ``[fine_tune]``, or the
+        ``[calibration]`` table is wrong (the message says what).
+
+    Examples
+    --------
+    >>> from stellarml.recipes.remap import check_config
+    >>> cfg = {"model": {"name": "tiny", "ensemble": 0},
+    ...        "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                        "dloglam": 3e-4},
+    ...        "pretrain": {}}
+    >>> try:
+    ...     check_config(cfg)
+    ... except ValueError as err:
+    ...     print(err)
+    [model] ensemble must be a positive integer, got 0
+    >>> cfg["model"]["ensemble"] = 3
+    >>> check_config(cfg)  # passes
+    """
     check_tables(cfg, _REQUIRED)
     prep = cfg["preparation"]
     if "windows_from" in prep:  # read when the grid is built ({data_dir} is expanded then)
@@ -117,6 +146,28 @@ def member_config(cfg, k):
     """The configuration of ensemble member ``k``: model and library seeds shifted by ``k``.
 
     Member 0 is the configuration itself, unchanged.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (not changed).
+    k : int
+        The member's index, from 0.
+
+    Returns
+    -------
+    member : dict
+        A deep copy with ``[model] seed`` and ``[pretrain] seed`` (default: the
+        model's seed) increased by ``k``.
+
+    Examples
+    --------
+    >>> from stellarml.recipes.remap import member_config
+    >>> cfg = {"model": {"name": "ens", "seed": 42}, "pretrain": {"seed": 7}}
+    >>> member_config(cfg, 2)
+    {'model': {'name': 'ens', 'seed': 44}, 'pretrain': {'seed': 9}}
+    >>> member_config(cfg, 0) == cfg
+    True
     """
     member = copy.deepcopy(cfg)
     if k == 0:
@@ -128,7 +179,47 @@ def member_config(cfg, k):
 
 
 def build_preparation(cfg):
-    """`~stellarml.spectra.PreparationSettings` from the ``[preparation]`` table."""
+    """`~stellarml.spectra.PreparationSettings` from the ``[preparation]`` table.
+
+    The grid is uniform in ln lambda with step ``dloglam``, from
+    ``wavelength_min`` (or the first window's start) up to ``wavelength_max``
+    (or the last window's end); with windows, ``min_overlap_fraction`` and
+    ``min_good_fraction`` default to `~stellarml.recipes.instrument.DEFAULT_COVERAGE_SHARE`
+    times the share of the grid inside them. The other keys are passed to
+    `~stellarml.spectra.PreparationSettings`.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (its ``[preparation]`` table; not changed).
+
+    Returns
+    -------
+    preparation : `~stellarml.spectra.PreparationSettings`
+        With ``wavelength`` the grid [Angstrom].
+
+    Raises
+    ------
+    ValueError
+        If the grid is given twice or not at all, a window is invalid or a
+        ``windows_from`` file cannot be read.
+
+    Examples
+    --------
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> prep = build_preparation({"preparation": {
+    ...     "wavelength_min": 5000.0, "wavelength_max": 5300.0, "dloglam": 3e-4,
+    ...     "medium": "vacuum", "resolution": 1500.0}})
+    >>> print(prep.wavelength.size, prep.wavelength[0], prep.resolution, prep.medium)
+    195 5000.0 Angstrom 1500.0 vacuum
+
+    Two windows: the grid spans both, and half of its inside share is asked for:
+
+    >>> prep = build_preparation({"preparation": {
+    ...     "windows": [[5000.0, 5100.0], [5300.0, 5400.0]], "dloglam": 3e-4}})
+    >>> print(prep.wavelength.size, round(prep.min_good_fraction, 3))
+    257 0.251
+    """
     from ..spectra import PreparationSettings, log_lambda_grid
 
     prep = dict(cfg["preparation"])
@@ -148,7 +239,35 @@ def build_preparation(cfg):
 
 
 def build_model(cfg, preparation):
-    """An unfitted `~stellarml.models.RemapModel` from the ``[model]`` table."""
+    """An unfitted `~stellarml.models.RemapModel` from the ``[model]`` table.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (its ``[model]`` table: ``name``, ``labels``,
+        ``bins`` as ``label = [lo, hi, width]`` in the label's unit,
+        ``architecture``, ``loss``, ``training``, ``seed``, ``device``).
+    preparation : `~stellarml.spectra.PreparationSettings` or None
+        The model's preparation (`build_preparation`).
+
+    Returns
+    -------
+    model : `~stellarml.models.RemapModel`
+        Not fitted (one member; `train` builds the ensemble).
+
+    Examples
+    --------
+    >>> from stellarml.recipes.remap import build_model, build_preparation
+    >>> cfg = {"model": {"name": "tiny", "bins": {"teff": [4000.0, 7000.0, 100.0]}},
+    ...        "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                        "dloglam": 3e-4}}
+    >>> model = build_model(cfg, build_preparation(cfg))
+    >>> model.name, model.label_names
+    ('tiny', ('teff', 'logg', 'fe_h'))
+    >>> edges = model.bin_edges("teff")  # K
+    >>> print(edges[0], edges[-1], edges.size)
+    4000.0 7000.0 31
+    """
     from ..models import RemapModel
 
     m = cfg["model"]
@@ -209,11 +328,43 @@ def build_pretrain_library(cfg, preparation):
     the broadening trims the margin by the largest vsini's Doppler width, so
     no model pixel is broadened from flux beyond the emulated window.
 
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (its ``[pretrain]`` table).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's preparation (`build_preparation`).
+
+    Returns
+    -------
+    library : `~stellarml.libraries.SpectralLibrary`
+        ``n_spectra`` synthetic spectra on the emulator's wavelengths [Angstrom,
+        in its medium], ``wavelength_margin`` beyond the model grid at each end,
+        at the preparation's resolving power.
+
     Raises
     ------
     ValueError
         For a bad ``vsini`` range (not two numbers, negative, non-finite,
         ``lo > hi``) or a ``wavelength_margin`` too small for it.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation, build_pretrain_library
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ... })
+    >>> library = build_pretrain_library(cfg, build_preparation(cfg))
+    >>> len(library), library.label_names, library.medium, library.resolution
+    (32, ['teff', 'logg', 'fe_h'], 'air', 1500.0)
+    >>> print(library.wavelength[[0, -1]].round(1))  # the grid 5000-5300 A, 60 A margins, in air
+    [4938.7 5358.1] Angstrom
     """
     from ..libraries import PolynomialEmulatorLibrary
 
@@ -297,9 +448,43 @@ def build_finetune_library(cfg, *, ids=None, exclude_ids=None):
 
     Parameters
     ----------
+    cfg : dict
+        The configuration (its ``[fine_tune]`` table: ``directory``, ``ids``,
+        ``exclude_ids``; ``[model] labels`` are required of every star).
     ids, exclude_ids : sequence of str, optional
         Restrict to / leave out these MILES ids (used for k-fold evaluation);
-        they combine with ``ids``/``exclude_ids`` in the configuration.
+        ``ids`` replaces the configuration's ``ids``, ``exclude_ids`` adds to
+        its ``exclude_ids`` (``"4"`` means ``"0004"``).
+
+    Returns
+    -------
+    library : `~stellarml.libraries.ObservedLibrary`
+        The stars of the MILES training list with a spectrum and every label
+        (`~stellarml.libraries.ObservedLibrary.from_miles`).
+
+    Raises
+    ------
+    ValueError
+        If the configuration has no ``[fine_tune]`` table or names another library.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_finetune_library
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> library = build_finetune_library(cfg, exclude_ids=["4"])
+    >>> sorted(str(i) for i in library.labels["id"])
+    ['0001', '0003', '0005', '0006', '0008']
     """
     from ..libraries import ObservedLibrary
 
@@ -318,7 +503,32 @@ def build_finetune_library(cfg, *, ids=None, exclude_ids=None):
 
 
 def in_bins(model, library):
-    """Boolean mask of library rows whose labels all lie inside the model's bins."""
+    """Boolean mask of library rows whose labels all lie inside the model's bins.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        Fitted or not (its bins are set at construction).
+    library : `~stellarml.libraries.SpectralLibrary`
+        With a column for each of the model's labels.
+
+    Returns
+    -------
+    inside : `numpy.ndarray` of bool
+        ``(len(library),)``; bin edges count as inside.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries import SpectralLibrary
+    >>> from stellarml.recipes.remap import build_model, in_bins
+    >>> model = build_model({"model": {"name": "narrow", "labels": ["teff"],
+    ...                                "bins": {"teff": [5000.0, 6000.0, 50.0]}}}, None)
+    >>> library = SpectralLibrary.from_arrays(
+    ...     {"teff": [4800.0, 5000.0, 5500.0, 6500.0]}, np.arange(5000.0, 5010.0), np.ones((4, 10)))
+    >>> in_bins(model, library)
+    array([False,  True,  True, False])
+    """
     arr = library.label_array(model.label_names)
     ok = np.ones(len(library), dtype=bool)
     for k, name in enumerate(model.label_names):
@@ -349,6 +559,35 @@ def train(cfg, *, output=None, progress=True, fine_tune_exclude_ids=None, pretra
     -------
     model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
         An ensemble when ``[model] ensemble`` is above 1.
+
+    Raises
+    ------
+    ValueError
+        If the configuration is incomplete or wrong (`check_config`).
+
+    Examples
+    --------
+    A tiny model (32 synthetic spectra, one epoch, six MILES stars) trains in
+    about a second; the shipped configurations in ``scripts/`` take hours:
+
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import train
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> model = train(cfg, progress=False)
+    >>> type(model).__name__, model.label_names
+    ('RemapModel', ('teff', 'logg', 'fe_h'))
+    >>> sorted(model.provenance_["fine_tune_library"]["ids"])
+    ['0001', '0003', '0004', '0005', '0006', '0008']
     """
     check_config(cfg)
     preparation = build_preparation(cfg)
@@ -387,6 +626,50 @@ def fine_tune_and_calibrate(model, cfg, *, pretrained=None, exclude_ids=None, pr
     ``pretrained`` is the model before fine-tuning (needed for calibration:
     the out-of-fold fine-tunings start from it). With ``fine_tune_on_reference``
     the reference stars' labels replace the library's where known.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.RemapModel` or `~stellarml.models.RemapEnsemble`
+        The pre-trained model, fine-tuned (and calibrated) in place.
+    cfg : dict
+        The configuration (``[fine_tune]``, optional ``[calibration]``).
+    pretrained : same type as ``model``, optional
+        A copy of ``model`` before fine-tuning; required with ``[calibration]``.
+    exclude_ids : sequence of str, optional
+        MILES ids kept out of fine-tuning and calibration (held out for evaluation).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    model
+        The same object.
+
+    Raises
+    ------
+    ValueError
+        With ``[calibration]`` but no ``pretrained`` (after fine-tuning).
+
+    Examples
+    --------
+    >>> import copy
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import fine_tune_and_calibrate, train
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> pretrained = train({k: v for k, v in cfg.items() if k != "fine_tune"}, progress=False)
+    >>> model = fine_tune_and_calibrate(copy.deepcopy(pretrained), cfg, progress=False)
+    >>> print(len(model.provenance_["fine_tune_library"]["ids"]), model.calibration)
+    6 None
     """
     c = cfg.get("calibration")
     overrides = None
@@ -440,6 +723,35 @@ def fine_tune(
     Returns
     -------
     model
+        The same object.
+
+    Raises
+    ------
+    ValueError
+        If ``override_weight`` is not a positive integer, or the ``[fine_tune]``
+        table is missing or names another library.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import fine_tune, train
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> pretrained = train({k: v for k, v in cfg.items() if k != "fine_tune"}, progress=False)
+    >>> model = fine_tune(pretrained, cfg, exclude_ids=["0008"], progress=False)
+    >>> sorted(model.provenance_["fine_tune_library"]["ids"])
+    ['0001', '0003', '0004', '0005', '0006']
+    >>> "fine_tune" in model.metrics_
+    True
     """
     f = cfg["fine_tune"]
     observed = build_finetune_library(cfg, ids=ids, exclude_ids=exclude_ids)
@@ -488,6 +800,7 @@ def cross_fitted_posteriors(
     seed,
     fine_tune_on_reference=False,
     reference_weight=1,
+    exclude_ids=None,
     progress=False,
 ):
     """Out-of-fold posteriors of the reference stars, by k-fold fine-tuning.
@@ -517,6 +830,9 @@ def cross_fitted_posteriors(
         stars instead of the library's.
     reference_weight : int
         With ``fine_tune_on_reference``, how many times each such star counts.
+    exclude_ids : sequence of str, optional
+        MILES ids kept out of every fold's fine-tuning (stars held out for
+        evaluation), on top of the fold's own.
     progress : bool
         Progress bars.
 
@@ -528,11 +844,41 @@ def cross_fitted_posteriors(
         ``(n,)`` the fold of each star.
     table : `~astropy.table.QTable`
         The label table of the predictions (uncalibrated), in the same order.
+
+    Raises
+    ------
+    ValueError
+        If a reference star is not a MILES training star with a spectrum and
+        every label, or there are fewer reference stars than folds.
+
+    Examples
+    --------
+    >>> from astropy.table import Table
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import cross_fitted_posteriors, train
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> pretrained = train({k: v for k, v in cfg.items() if k != "fine_tune"}, progress=False)
+    >>> reference = Table({"id": ["0001", "0003", "0004", "0005"]})
+    >>> posterior, fold, table = cross_fitted_posteriors(
+    ...     pretrained, cfg, reference, folds=2, seed=0)
+    >>> print(len(posterior), sorted(fold.tolist()), table["teff"].unit)
+    4 [0, 0, 1, 1] K
     """
     from ..libraries import ObservedLibrary
 
     ids = np.array([str(i) for i in reference["id"]])
     f = cfg["fine_tune"]
+    held_out = [str(i) for i in exclude_ids or []]
     spectra = ObservedLibrary.from_miles(
         f.get("directory"), require=pretrained.label_names, ids=list(ids)
     )
@@ -542,7 +888,7 @@ def cross_fitted_posteriors(
         fine_tune(
             model,
             cfg,
-            exclude_ids=exclude,
+            exclude_ids=[*held_out, *exclude],
             progress=progress,
             label_overrides=overrides,
             override_weight=reference_weight,
@@ -571,13 +917,45 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
     cfg : dict
         The configuration.
     exclude_ids : sequence of str, optional
-        Stars kept out of fine-tuning (and therefore of calibration).
+        Stars kept out of fine-tuning: they are neither calibration stars nor
+        in any fold's fine-tuning.
     progress : bool
         Progress bars.
 
     Returns
     -------
     calibration : `~stellarml.calibration.LabelCalibration`
+        Fitted (`stellarml.recipes.calibration.fit_cross_fitted`); also
+        ``model.calibration``.
+
+    Examples
+    --------
+    Calibrated to the Gaia FGK Benchmark Stars, predicted out of two folds:
+
+    >>> import copy
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import calibrate, fine_tune, train
+    >>> cfg = load_config({
+    ...     "model": {"method": "remap", "name": "tiny", "device": "cpu",
+    ...               "training": {"max_epochs": 1}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "pretrain": {"emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz"),
+    ...                  "n_spectra": 32},
+    ...     "fine_tune": {"directory": str(data_dir / "miles"), "epochs": 1,
+    ...                   "validation_fraction": 0.0,
+    ...                   "ids": ["0001", "0003", "0004", "0005", "0006", "0008"]},
+    ... })
+    >>> pretrained = train({k: v for k, v in cfg.items() if k != "fine_tune"}, progress=False)
+    >>> cfg["calibration"] = {
+    ...     "reference": str(data_dir / "benchmarks" / "gbs_v3_miles_train.csv"),
+    ...     "folds": 2, "width": False}
+    >>> model = fine_tune(copy.deepcopy(pretrained), cfg, progress=False)
+    >>> calibration = calibrate(model, pretrained, cfg)
+    >>> print(calibration.summary())
+    trend against a reference (teff: offset; logg: offset; fe_h: offset; degree 1)
+    >>> model.calibration is calibration
+    True
     """
     c = cfg["calibration"]
     reference = reference_stars(cfg, model.label_names, exclude_ids)
@@ -589,6 +967,7 @@ def calibrate(model, pretrained, cfg, *, exclude_ids=None, progress=False):
         seed=int(c.get("seed", 0)),
         fine_tune_on_reference=bool(c.get("fine_tune_on_reference", False)),
         reference_weight=int(c.get("reference_weight", 1)),
+        exclude_ids=exclude_ids,
         progress=progress,
     )
     calibration = fit_cross_fitted(cfg, model.label_names, reference, posterior, fold)

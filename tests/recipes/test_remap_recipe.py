@@ -1,8 +1,11 @@
 """TOML training configurations: method dispatch, parsing, building, a tiny end-to-end train."""
 
+import copy
+
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.table import Table
 
 from stellarml.io.asdf import read_model
 from stellarml.recipes import load_config, train_from_config
@@ -302,3 +305,41 @@ def test_bad_calibration_tables(table, match):
     }
     with pytest.raises((ValueError, KeyError), match=match):
         load_config(cfg)
+
+
+def test_calibration_folds_keep_held_out_stars_out(tiny_config, tmp_path, monkeypatch):
+    # the stars held out of fine-tuning (fine_tune_exclude_ids) stay out of every
+    # calibration fold's fine-tuning too; they reached those fine-tunings before
+    from stellarml.recipes import remap
+
+    reference = Table({"miles_id": ["0001", "0003", "0004", "0005"], "teff": [5400.0] * 4})
+    ref_path = tmp_path / "reference.csv"
+    reference.write(ref_path, format="ascii.csv")
+    cfg = load_config(tiny_config)
+    cfg["model"]["training"]["max_epochs"] = 1
+    cfg["pretrain"]["n_spectra"] = 32
+    cfg["fine_tune"].update(epochs=1, runs=1)
+    cfg["calibration"] = {
+        "reference": str(ref_path),
+        "folds": 2,
+        "width": False,
+        "trend": {"teff": []},
+    }
+    pretrained = build_model(cfg, build_preparation(cfg))
+    pretrained.fit(build_pretrain_library(cfg, pretrained.preparation), progress=False)
+    used = []
+    real_fine_tune = remap.fine_tune
+
+    def recording(model, cfg, **kw):
+        out = real_fine_tune(model, cfg, **kw)
+        used.append(set(out.provenance_["fine_tune_library"]["ids"]))
+        return out
+
+    monkeypatch.setattr(remap, "fine_tune", recording)
+    model = copy.deepcopy(pretrained)
+    remap.fine_tune_and_calibrate(
+        model, cfg, pretrained=pretrained, exclude_ids=["0009", "0005"], progress=False
+    )
+    assert len(used) == 3  # the final fine-tuning and two folds
+    assert all(not ({"0009", "0005"} & ids) for ids in used)
+    assert model.calibration.provenance_["n"] == 3  # 0005 is not a calibration star either
