@@ -18,17 +18,50 @@ EXAMPLES_FILE = _HERE / "examples-optical.asdf"
 
 
 def available_models():
-    """Names of the models shipped with stellarml (sorted)."""
+    """Names of the models shipped with stellarml (sorted).
+
+    Returns
+    -------
+    names : list of str
+        What `stellarml.read_model` accepts as a name.
+
+    Examples
+    --------
+    >>> from stellarml.data import available_models
+    >>> available_models()
+    ['dtl-optical-r2000', 'phdl-optical-r2000', 'remap-optical-r2000']
+    """
     return sorted(p.stem for p in _HERE.glob("*.asdf") if p != EXAMPLES_FILE)
 
 
 def model_path(name):
     """Path of the shipped model ``name``.
 
+    Parameters
+    ----------
+    name : str
+        One of `available_models`.
+
+    Returns
+    -------
+    path : `~pathlib.Path`
+        The model's ASDF file inside the installed package.
+
     Raises
     ------
     KeyError
         Naming the available models when ``name`` is not one of them.
+
+    Examples
+    --------
+    >>> from stellarml.data import model_path
+    >>> model_path("remap-optical-r2000").name
+    'remap-optical-r2000.asdf'
+    >>> try:
+    ...     model_path("remap-infrared")
+    ... except KeyError as err:
+    ...     print(err.args[0])
+    no shipped model named 'remap-infrared'; available: dtl-optical-r2000, ...
     """
     path = _HERE / f"{name}.asdf"
     if name == EXAMPLES_FILE.stem or not path.is_file():
@@ -50,6 +83,19 @@ def example_spectra():
     truth : `~astropy.table.QTable`
         The labels the spectra were generated at (``teff`` [K], ``logg`` [dex],
         ``fe_h`` [dex]) and the S/N of the added noise.
+
+    Examples
+    --------
+    >>> from stellarml.data import example_spectra
+    >>> spectra, truth = example_spectra()
+    >>> spectra.shape, spectra.spectral_axis.unit, spectra.meta["resolution"]
+    ((8, 3070), Unit("Angstrom"), 2000.0)
+    >>> print(truth[:2])
+     teff  logg fe_h snr
+      K    dex  dex
+    ------ ---- ---- ----
+    5770.0  4.4  0.0 60.0
+    6300.0  4.2 -0.5 40.0
     """
     import asdf
     import astropy.units as u
