@@ -81,6 +81,15 @@ def draw_snr(snr, n, *, seed=None):
     -------
     snr : ndarray of shape (n,)
         S/N per spectrum (float64).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries.augment import draw_snr
+    >>> draw_snr(50.0, 3)
+    array([50., 50., 50.])
+    >>> np.round(draw_snr((20.0, 100.0), 3, seed=1), 1)  # a range: drawn uniformly
+    array([60.9, 96. , 31.5])
     """
     if isinstance(snr, tuple):
         if len(snr) != 2:
@@ -135,6 +144,21 @@ def draw_vsini(vsini, n, *, distribution="uniform", seed=None):
         For negative or non-finite values, a range with ``lo > hi`` (or
         ``lo = 0`` with ``"log-uniform"``), an unknown distribution, or a
         wrong number of values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import astropy.units as u
+    >>> from stellarml.libraries.augment import draw_vsini
+    >>> np.round(draw_vsini((1.0, 100.0), 4, distribution="log-uniform", seed=0), 1)
+    array([18.8,  3.5,  1.2,  1.1])
+    >>> draw_vsini(3 * u.km / u.s, 2)
+    array([3., 3.])
+    >>> try:
+    ...     draw_vsini(-5, 2)
+    ... except ValueError as err:
+    ...     print(err)
+    vsini values must be finite and >= 0 km/s
     """
     if distribution not in VSINI_DISTRIBUTIONS:
         raise ValueError(
@@ -194,6 +218,14 @@ def add_noise(flux, snr, *, ivar=None, seed=None):
     ValueError
         If a spectrum has a non-positive median flux (S/N is undefined), or
         on badly shaped input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries.augment import add_noise
+    >>> noisy, ivar, snr = add_noise(np.ones((2, 1000)), 50.0, seed=0)
+    >>> np.round(1 / noisy.std(axis=1)), float(ivar[0, 0]), snr  # measured S/N, 1/sigma**2
+    (array([51., 49.]), 2500.0, array([50., 50.]))
     """
     flux = _batch(flux)
     rng = _rng(seed)
@@ -263,6 +295,20 @@ def add_noise_from_error(flux, error, *, relative=False, ivar=None, seed=None):
     ValueError
         On shape mismatches, negative errors, or (``relative=True``) a spectrum
         with a non-positive median flux.
+
+    Examples
+    --------
+    A relative error spectrum (10 % and 20 % of the median flux; 0 marks a bad
+    pixel) applied to spectra of median flux 2:
+
+    >>> import numpy as np
+    >>> from stellarml.libraries.augment import add_noise_from_error
+    >>> error = [0.1, 0.1, 0.0, 0.2, 0.1]
+    >>> noisy, ivar = add_noise_from_error(np.full((2, 5), 2.0), error, relative=True, seed=0)
+    >>> ivar[0]  # 1 / (0.1 * 2)**2, none for the bad pixel, 1 / (0.2 * 2)**2
+    array([25.  , 25.  ,  0.  ,  6.25, 25.  ])
+    >>> float(noisy[0, 2])  # its flux is left as it was
+    2.0
     """
     flux = _batch(flux)
     error = np.asarray(error, dtype=np.float64)
@@ -325,6 +371,18 @@ def doppler_shift_flux(wavelength, flux, rv_kms, *, ivar=None):
         Shifted flux (dtype of ``flux``).
     shifted_ivar : ndarray of shape (n, npix) or None
         Propagated inverse variance, or None without ``ivar``.
+
+    Examples
+    --------
+    A line at 5005 Angstrom moved by 59.96 km/s (1 Angstrom):
+
+    >>> import numpy as np
+    >>> from stellarml.libraries.augment import doppler_shift_flux
+    >>> wave = np.linspace(5000.0, 5010.0, 101)
+    >>> line = 1 - 0.5 * np.exp(-0.5 * ((wave - 5005.0) / 0.2) ** 2)
+    >>> shifted, _ = doppler_shift_flux(wave, line[None], 59.96)
+    >>> round(float(wave[np.argmin(shifted[0])]), 1)
+    5006.0
     """
     flux = _batch(flux)
     n, npix = flux.shape
@@ -390,6 +448,16 @@ def continuum_distortion(wavelength, n, amplitude, *, degree=3, seed=None, dtype
     -------
     multiplier : ndarray of shape (n, npix)
         Positive multiplicative factors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.libraries.augment import continuum_distortion
+    >>> wave = np.linspace(5000.0, 5010.0, 101)
+    >>> m = continuum_distortion(wave, 2, 0.05, seed=0)
+    >>> m.shape, bool((m > 0).all()), np.round(m[:, [0, -1]], 3)  # a few per cent at the ends
+    ((2, 101), True, array([[0.956, 1.032],
+           [0.951, 0.997]]))
     """
     wave = np.asarray(wavelength, dtype=float)
     if wave.ndim != 1 or wave.size < 2:
