@@ -83,7 +83,51 @@ _REQUIRED = {
 
 
 def check_config(cfg):
-    """Raise `ValueError` naming what an emulator configuration lacks or gets wrong."""
+    """Raise `ValueError` naming what an emulator configuration lacks or gets wrong.
+
+    `stellarml.recipes.load_config` calls it for ``[model] method = "phdl"``.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration: ``[model]`` with ``name``, ``labels``, ``[model.box]``
+        (``[lo, hi]`` per label, in the label's unit), ``[model.emulator]``
+        (``class``: ``"MLPEmulator"`` or ``"TransformerEmulator"``, and its
+        settings), ``[model.training]``, ``[model.fit]``; ``[preparation]``;
+        ``[library]`` (the MILES training list); optional ``[gradient_prior]``,
+        ``[model_error]`` and ``[calibration]``.
+
+    Raises
+    ------
+    ValueError
+        For a missing table or key, a label without its box, an empty box, an
+        emulator class that cannot be trained, an unknown fitter or library.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> from stellarml.recipes.phdl import check_config
+    >>> cfg["model"]["emulator"]["class"] = "PayneEmulator"  # a fixed, published emulator
+    >>> try:
+    ...     check_config(cfg)
+    ... except ValueError as err:
+    ...     print(err)
+    [model.emulator] class must be one of ['MLPEmulator', ...], got 'PayneEmulator'
+    """
     from ..fitting import FITTERS
     from ..models.emulator import EMULATORS
 
@@ -121,7 +165,45 @@ def _box(cfg):
 
 
 def build_emulator(cfg, preparation, *, seed=None):
-    """A new (untrained) emulator of ``[model.emulator]`` on the preparation grid."""
+    """A new (untrained) emulator of ``[model.emulator]`` on the preparation grid.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (``[model.emulator]``, ``[model.box]``, ``[model] seed``).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid: the emulator predicts flux on its pixels.
+    seed : int, optional
+        Seed of the initial weights (default ``[model] seed``, else 0).
+
+    Returns
+    -------
+    emulator : `~stellarml.models.emulator.SpectrumEmulator`
+        Labels scaled to the box, untrained.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import build_emulator
+    >>> emulator = build_emulator(cfg, preparation)
+    >>> type(emulator).__name__, emulator.label_names, emulator.n_pixels
+    ('MLPEmulator', ('teff', 'logg', 'fe_h'), 195)
+    """
     import torch
 
     from ..models.emulator import EMULATORS
@@ -145,6 +227,7 @@ def training_stars(cfg, preparation, *, exclude_ids=None, overrides=None, overri
     cfg : dict
         The configuration (``[library]``, ``[model.box]``).
     preparation : `~stellarml.spectra.PreparationSettings`
+        How the spectra are prepared (the model's grid).
     exclude_ids : sequence of str, optional
         MILES ids left out (with those of ``[library] exclude_ids``).
     overrides : `~astropy.table.Table`, optional
@@ -160,6 +243,31 @@ def training_stars(cfg, preparation, *, exclude_ids=None, overrides=None, overri
         (1 where there is no data), ``weights`` ``(n, npix)`` (0 where there is
         no data), ``ivar`` ``(n, npix)`` (the noise estimate), and the record
         ``outside_box`` / ``unusable`` (ids left out, and why).
+
+    Examples
+    --------
+    Star 0021 (a hot star) lies outside the box: it is recorded, not lost.
+
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import training_stars
+    >>> stars = training_stars(cfg, preparation, exclude_ids=["4"])
+    >>> stars["ids"].tolist(), stars["flux"].shape, stars["outside_box"]
+    (['0010', '0016', '0001', '0003'], (4, 195), ['0021'])
     """
     from ..flags import FATAL
     from ..libraries import ObservedLibrary
@@ -209,12 +317,53 @@ def training_stars(cfg, preparation, *, exclude_ids=None, overrides=None, overri
 def gradient_prior(cfg, preparation):
     """Reference labels and differential spectra of the ``[gradient_prior]`` library.
 
+    The library (a polynomial emulator file) is degraded to the model's
+    resolution and grid; ``n_points`` reference labels are drawn inside both the
+    box and the library's range, and their ``d flux / d label`` come from
+    finite differences (``step`` in scaled units).
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (``[gradient_prior]``: ``emulator``, ``n_points``,
+        ``weight``, ``seed``, ``design``, ``step``, ``wavelength_margin`` [Angstrom]).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid.
+
     Returns
     -------
     labels : `numpy.ndarray` or None
         ``(m, L)`` physical reference labels (None without a prior).
     jacobians : `numpy.ndarray` or None
         ``(m, npix, L)`` ``d flux / d x`` per scaled label unit of the box.
+
+    Raises
+    ------
+    ValueError
+        If the library lacks one of the model's labels.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import gradient_prior
+    >>> labels, jacobians = gradient_prior(cfg, preparation)
+    >>> labels.shape, jacobians.shape
+    ((4, 3), (4, 195, 3))
     """
 
     from ..libraries import PolynomialEmulatorLibrary
@@ -264,11 +413,49 @@ def gradient_prior(cfg, preparation):
 def train_emulator_on(cfg, preparation, stars, reference, *, seed=None):
     """A new emulator of ``cfg`` trained on ``stars`` (`training_stars`) with ``reference``.
 
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (``[model.training]`` goes to
+        `~stellarml.training.train_emulator`; ``[gradient_prior] weight``).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid.
+    stars : dict
+        ``labels``, ``flux`` and ``weights``, as `training_stars` returns them.
+    reference : tuple
+        The gradient prior (`gradient_prior`); ``(None, None)`` trains without.
+    seed : int, optional
+        Seed of weights and batches (default ``[model] seed``, else 0).
+
     Returns
     -------
     emulator : `~stellarml.models.emulator.SpectrumEmulator`
     history : dict
         `~stellarml.training.train_emulator`'s record.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import gradient_prior, train_emulator_on, training_stars
+    >>> stars = training_stars(cfg, preparation)
+    >>> emulator, history = train_emulator_on(cfg, preparation, stars, (None, None))
+    >>> len(history["loss"]), emulator.training
+    (2, False)
     """
     from ..training import train_emulator
 
@@ -293,7 +480,50 @@ def train_emulator_on(cfg, preparation, stars, reference, *, seed=None):
 
 
 def build_model(cfg, preparation, emulator, *, model_error=None):
-    """The `~stellarml.models.emulator.EmulatorModel` of a trained emulator."""
+    """The `~stellarml.models.emulator.EmulatorModel` of a trained emulator.
+
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (``[model] name`` and ``fitter``; ``[model.fit]``:
+        ``continuum_degree``, ``rv``, and the ``gradient``/``cmaes``/``mcmc``
+        fitter settings).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        How spectra are prepared for it.
+    emulator : `~stellarml.models.emulator.SpectrumEmulator`
+        The trained emulator.
+    model_error : array-like, optional
+        ``(npix,)`` emulator error [normalised flux] added to the noise in fits
+        (`estimate_model_error`).
+
+    Returns
+    -------
+    model : `~stellarml.models.emulator.EmulatorModel`
+        Not calibrated.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import build_emulator, build_model
+    >>> model = build_model(cfg, preparation, build_emulator(cfg, preparation))
+    >>> model.name, model.label_names, model.fitter
+    ('tiny-phdl', ('teff', 'logg', 'fe_h'), 'gradient')
+    """
     from ..models.emulator import EmulatorModel
 
     m = cfg["model"]
@@ -335,12 +565,50 @@ def estimate_model_error(cfg, preparation, stars, reference, *, progress=False):
     its estimated noise variance is subtracted, and the per-pixel error is
     the square root of the median excess variance (0 where negative).
 
+    Parameters
+    ----------
+    cfg : dict
+        The configuration (``[model_error]``: ``folds``, ``seed``).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid.
+    stars : dict
+        The training stars (`training_stars`).
+    reference : tuple
+        The gradient prior (`gradient_prior`).
+    progress : bool, optional
+        Print a line per fold.
+
     Returns
     -------
     sigma : `numpy.ndarray`
         ``(npix,)`` [normalised flux].
     record : dict
         ``folds``, ``seed``, ``median`` error and per-fold training records.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.phdl import estimate_model_error, training_stars
+    >>> cfg["model_error"] = {"folds": 2, "seed": 0}
+    >>> stars = training_stars(cfg, preparation)
+    >>> sigma, record = estimate_model_error(cfg, preparation, stars, (None, None))
+    >>> sigma.shape, bool((sigma >= 0).all()), record["folds"]
+    ((195,), True, 2)
     """
     me = dict(cfg.get("model_error") or {})
     folds = int(me.get("folds", 5))
@@ -379,6 +647,30 @@ def train(cfg, *, output=None, progress=True, exclude_ids=None):
     Returns
     -------
     model : `~stellarml.models.emulator.EmulatorModel`
+        Trained, with its model error and calibration when the configuration
+        asks for them; ``provenance_`` records the stars used and left out.
+
+    Examples
+    --------
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> from stellarml.recipes.phdl import train
+    >>> model = train(cfg, progress=False, exclude_ids=["0016"])
+    >>> model.provenance_["training_library"]["ids"], model.calibration is None
+    (['0010', '0004', '0001', '0003'], True)
     """
     check_config(cfg)
     preparation = build_preparation(cfg)
@@ -418,8 +710,10 @@ def cross_fitted_posteriors(
     Parameters
     ----------
     cfg : dict
-        The configuration.
+        The configuration (``[calibration]``: ``folds``, ``seed``,
+        ``fine_tune_on_reference``, ``reference_weight``).
     preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid.
     prior : tuple
         The gradient prior (`gradient_prior`).
     ref_table : `~astropy.table.Table`
@@ -433,6 +727,38 @@ def cross_fitted_posteriors(
     -------
     posterior, fold, table
         As `stellarml.recipes.calibration.cross_fit`.
+
+    Examples
+    --------
+    Three Gaia benchmark stars, each fitted by an emulator trained without it:
+
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> preparation = build_preparation(cfg)
+    >>> from stellarml.recipes.calibration import load_reference
+    >>> from stellarml.recipes.phdl import cross_fitted_posteriors
+    >>> cfg["calibration"] = {"folds": 3, "seed": 0}
+    >>> reference = load_reference(
+    ...     {"calibration": {"reference": str(data_dir / "benchmarks" / "gbs_v3_miles_train.csv")}},
+    ...     ("teff", "logg", "fe_h"))
+    >>> stars = reference[:3]
+    >>> cfg["library"]["ids"] += [str(i) for i in stars["id"]]
+    >>> posterior, fold, _ = cross_fitted_posteriors(cfg, preparation, (None, None), stars)
+    >>> len(posterior), sorted(set(fold.tolist()))
+    (3, [0, 1, 2])
     """
     from ..libraries import ObservedLibrary
 
@@ -471,6 +797,51 @@ def calibrate(model, cfg, preparation, prior, *, exclude_ids=None):
     The reference stars are split into ``folds``; each fold is fitted by an
     emulator trained without it (with the other folds' reference labels when
     ``fine_tune_on_reference``), as a new star would be.
+
+    Parameters
+    ----------
+    model : `~stellarml.models.emulator.EmulatorModel`
+        The model trained on all stars; its ``calibration`` is set.
+    cfg : dict
+        The configuration (``[calibration]``).
+    preparation : `~stellarml.spectra.PreparationSettings`
+        The model's grid.
+    prior : tuple
+        The gradient prior (`gradient_prior`).
+    exclude_ids : sequence of str, optional
+        MILES ids kept out of the reference stars and of every fold's training.
+
+    Returns
+    -------
+    calibration : `~stellarml.calibration.LabelCalibration`
+        The fitted correction (also ``model.calibration``).
+
+    Examples
+    --------
+    Training with a ``[calibration]`` table calls it (minutes for the shipped
+    model; here the configuration only is checked):
+
+    >>> from stellarml.recipes import load_config
+    >>> from stellarml.recipes.remap import build_preparation
+    >>> cfg = load_config({
+    ...     "model": {"method": "phdl", "name": "tiny-phdl", "labels": ["teff", "logg", "fe_h"],
+    ...               "box": {"teff": [3800.0, 7000.0], "logg": [0.5, 5.0], "fe_h": [-2.0, 0.5]},
+    ...               "emulator": {"class": "MLPEmulator", "hidden": [8]},
+    ...               "training": {"epochs": 2, "batch_size": 8}},
+    ...     "preparation": {"wavelength_min": 5000.0, "wavelength_max": 5300.0,
+    ...                     "dloglam": 3e-4, "resolution": 1500.0},
+    ...     "library": {"directory": str(data_dir / "miles"),
+    ...                 "ids": ["0001", "0003", "0004", "0010", "0016", "0021"]},
+    ...     "gradient_prior": {
+    ...         "n_points": 4, "weight": 1e-3,
+    ...         "emulator": str(data_dir / "doppler" / "coolstars_cubic_emulator.npz")},
+    ... })
+    >>> from stellarml.recipes.phdl import calibrate, train
+    >>> cfg["calibration"] = {
+    ...     "reference": str(data_dir / "benchmarks" / "gbs_v3_miles_train.csv"), "folds": 5}
+    >>> load_config(cfg)["calibration"]["folds"]
+    5
+    >>> model = train(cfg)  # doctest: +SKIP
     """
     ref_table = reference_stars(cfg, model.label_names, exclude_ids)
     posterior, fold, _ = cross_fitted_posteriors(
