@@ -92,6 +92,17 @@ class LabelModel(Protocol):
     table_meta()
         Provenance for ``table.meta``: strings, numbers, booleans, None, or
         lists/dicts of these.
+
+    Examples
+    --------
+    The check is structural: any object with these attributes and methods is
+    a `LabelModel`, whether or not it derives from `LabelModelBase`.
+
+    >>> from stellarml.models import LabelModel, RemapModel
+    >>> isinstance(RemapModel(), LabelModel)
+    True
+    >>> isinstance("remap", LabelModel)
+    False
     """
 
     name: str
@@ -120,6 +131,63 @@ class LabelModelBase(abc.ABC):
     ``_table_meta_method()``. A method that can infer in reduced precision
     lists it in ``supported_precisions``; its ``_posterior`` then also gets
     ``precision=`` (only when that is not ``"fp32"``).
+
+    Attributes
+    ----------
+    label_names : tuple of str
+        The names of ``label_specs``, in output order.
+    calibration : `~stellarml.calibration.LabelCalibration` or None
+        The correction `stellarml.derive_labels` applies (None: raw outputs).
+    source_ : dict or None
+        ``{"path", "sha256"}`` of the file the model was read from or written to.
+    provenance_ : dict or None
+        Training provenance.
+    supported_methods : tuple of str or None
+        The fitting methods ``predict_posterior`` accepts as ``method=``.
+    supported_precisions : tuple of str
+        The `PRECISIONS` ``predict_posterior`` accepts (``("fp32",)`` by default).
+
+    Examples
+    --------
+    A toy method whose Teff [K] grows with the mean line depth; rows with a
+    fatal flag never reach ``_posterior`` and come back not valid:
+
+    >>> import astropy.units as u
+    >>> import numpy as np
+    >>> from stellarml.labels import get_label
+    >>> from stellarml.models import LabelModel, LabelModelBase
+    >>> from stellarml.posterior import GaussianPosterior
+    >>> from stellarml.spectra import PreparationSettings, PreparedBatch, log_lambda_grid
+    >>> class LineDepthModel(LabelModelBase):
+    ...     method = "toy"
+    ...
+    ...     def __init__(self):
+    ...         self.name = "toy"
+    ...         self.label_specs = (get_label("teff"),)
+    ...         grid = log_lambda_grid(5000.0, 5100.0, 1e-4)  # [Angstrom]
+    ...         self.preparation = PreparationSettings(wavelength=grid * u.AA, resolution=2000.0)
+    ...
+    ...     def _posterior(self, batch, *, device, batch_size):
+    ...         depth = 1.0 - batch.flux.mean(axis=1)
+    ...         variance = np.full(len(batch), 100.0**2)  # [K^2]
+    ...         return GaussianPosterior(4000.0 + 1e4 * depth, variance, ["teff"])
+    >>> model = LineDepthModel()
+    >>> isinstance(model, LabelModel), model.label_names
+    (True, ('teff',))
+    >>> npix = model.preparation.wavelength.size
+    >>> batch = PreparedBatch(
+    ...     flux=np.full((2, npix), 0.9, np.float32),
+    ...     ivar=np.full((2, npix), 1e4, np.float32),
+    ...     flags=np.array([0, 4]),  # the second row: BAD_INPUT (fatal)
+    ...     snr=np.full(2, 100.0),
+    ...     rv=np.zeros(2),
+    ...     messages=["", "unreadable"],
+    ... )
+    >>> posterior = model.predict_posterior(batch)
+    >>> posterior.valid, posterior.summaries()["teff"]["median"]
+    (array([ True, False]), array([5000.,   nan]))
+    >>> model.describe()["grid"]["n_pixels"], model.table_meta()["model_method"]
+    (199, 'toy')
     """
 
     #: Name of the method (set by each model class).

@@ -17,16 +17,26 @@ def nearest_distance(query, reference, *, exclude_self=False, chunk=4096):
         ``(n, E)``.
     reference : `torch.Tensor` or `numpy.ndarray`
         ``(m, E)``.
-    exclude_self : bool
+    exclude_self : bool, optional
         ``query`` is ``reference``: ignore the zero distance of each vector
         to itself (leave-one-out nearest neighbour).
-    chunk : int
+    chunk : int, optional
         Queries per distance matrix (bounds memory at ``chunk * m`` floats).
 
     Returns
     -------
     distance : `numpy.ndarray`
         ``(n,)`` float64, in embedding units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stellarml.models import nearest_distance
+    >>> reference = np.array([[0.0, 1.0], [3.0, 0.0]])
+    >>> nearest_distance(np.array([[0.0, 0.0], [3.0, 4.0]]), reference)
+    array([1., 4.])
+    >>> np.round(nearest_distance(reference, reference, exclude_self=True), 4)
+    array([3.1623, 3.1623])
     """
     q = torch.as_tensor(query, dtype=torch.float32)
     r = torch.as_tensor(reference, dtype=torch.float32).to(q.device)

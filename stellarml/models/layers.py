@@ -50,6 +50,22 @@ def make_activation(name):
     Returns
     -------
     module : `torch.nn.Module`
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a key of `ACTIVATIONS` (the message lists them).
+
+    Examples
+    --------
+    >>> from stellarml.models import make_activation
+    >>> make_activation("silu")
+    SiLU()
+    >>> try:
+    ...     make_activation("tanh")
+    ... except ValueError as err:
+    ...     print(err)
+    unknown activation 'tanh'; choose one of elu, gelu, leaky_relu, relu, silu
     """
     try:
         return ACTIVATIONS[name]()
@@ -94,11 +110,37 @@ class InputEncoding(nn.Module):
         1, so that cosmic rays or broken pixels cannot dominate a
         convolution (dimensionless, continuum = 1).
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``mode``, ``snr_scale <= 0`` or ``flux_clip`` with
+        ``lo >= hi``.
+
     Notes
     -----
     Non-finite flux values at pixels with ``ivar > 0`` are not expected (the
     preparation step zero-weights them); the encoder still maps any pixel with
     ``ivar <= 0`` or non-finite values to "no information" (0 in every channel).
+
+    Examples
+    --------
+    Four pixels: at the continuum with S/N 30, in a line with S/N 10, masked,
+    and a cosmic ray clipped to 2 (S/N 50):
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from stellarml.models import InputEncoding
+    >>> encode = InputEncoding()
+    >>> flux = torch.tensor([[1.0, 0.5, 1.2, 3.0]])
+    >>> ivar = torch.tensor([[900.0, 100.0, 0.0, 2500.0]])  # 1 / sigma^2 of the normalised flux
+    >>> x = encode(flux, ivar)
+    >>> x.shape, encode.n_channels
+    (torch.Size([1, 2, 4]), 2)
+    >>> np.round(x[0].numpy(), 3)  # flux - 1, then tanh(S/N / snr_scale)
+    array([[ 0.   , -0.5  ,  0.   ,  1.   ],
+           [ 0.762,  0.322,  0.   ,  0.931]], dtype=float32)
+    >>> InputEncoding("flux+mask")(flux, ivar)[0, 1]
+    tensor([1., 1., 0., 1.])
     """
 
     def __init__(self, mode="flux+weight", snr_scale=30.0, flux_clip=(-0.5, 2.0)):
@@ -166,6 +208,19 @@ class Stem(nn.Module):
         Downsampling factor along the spectral axis.
     activation : str
         Name of the activation (see `make_activation`).
+
+    Raises
+    ------
+    ValueError
+        If ``kernel_size`` is even or not positive, or ``activation`` unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models import Stem
+    >>> stem = Stem(2, 8, kernel_size=9, stride=4)
+    >>> stem(torch.zeros(3, 2, 400)).shape  # (n, out_channels, npix / stride)
+    torch.Size([3, 8, 100])
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=9, stride=4, activation="relu"):
@@ -192,6 +247,19 @@ class ResidualBlockV1(nn.Module):
         Odd kernel width in pixels.
     activation : str
         Name of the activation (see `make_activation`).
+
+    Raises
+    ------
+    ValueError
+        If ``kernel_size`` is even or not positive, or ``activation`` unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models import ResidualBlockV1
+    >>> block = ResidualBlockV1(8, kernel_size=5)
+    >>> block(torch.zeros(3, 8, 100)).shape  # depth and length unchanged
+    torch.Size([3, 8, 100])
     """
 
     def __init__(self, channels, kernel_size=5, activation="relu"):
@@ -227,6 +295,19 @@ class ResidualBlockV2(nn.Module):
         Downsampling factor along the spectral axis (2 in the default network).
     activation : str
         Name of the activation (see `make_activation`).
+
+    Raises
+    ------
+    ValueError
+        If ``kernel_size`` is even or not positive, or ``activation`` unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models import ResidualBlockV2
+    >>> block = ResidualBlockV2(8, 16, stride=2)
+    >>> block(torch.zeros(3, 8, 101)).shape  # deeper, half as long (rounded up)
+    torch.Size([3, 16, 51])
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=5, stride=2, activation="relu"):

@@ -59,6 +59,24 @@ def gaussian_bin_targets(position, n_bins, sigma_bins):
     targets : `torch.Tensor`
         ``(n, n_bins)`` non-negative, each row sums to 1. The Gaussian mass
         beyond the first and last bin edge is folded back by renormalising.
+
+    Raises
+    ------
+    ValueError
+        If ``sigma_bins`` is negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from stellarml.models import gaussian_bin_targets
+    >>> position = torch.tensor([2.5, 0.2])  # the middle of bin 2; near the first edge
+    >>> np.round(gaussian_bin_targets(position, 5, 1.0).numpy(), 3)
+    array([[0.061, 0.245, 0.388, 0.245, 0.061],
+           [0.634, 0.304, 0.058, 0.004, 0.   ]], dtype=float32)
+    >>> gaussian_bin_targets(position, 5, 0.0)
+    tensor([[0., 0., 1., 0., 0.],
+            [1., 0., 0., 0., 0.]])
     """
     position = position.reshape(-1, 1)
     if sigma_bins < 0:
@@ -108,10 +126,32 @@ class AsymmetricLoss(nn.Module):
     reduction : {"mean", "none"}
         Mean over the batch, or one value per spectrum.
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``variant`` or ``reduction``, or a setting out of its range.
+
     Notes
     -----
     The focusing weights are part of the graph (as in the reference
     implementation), so their gradient is included.
+
+    Examples
+    --------
+    Two spectra, five bins, labels at positions 2.5 and 0.2 (bin units): flat
+    logits cost more than logits that put the mass near the true bins.
+
+    >>> import torch
+    >>> from stellarml.models import AsymmetricLoss, gaussian_bin_targets
+    >>> loss = AsymmetricLoss(sigma_bins=1.0)
+    >>> position = torch.tensor([2.5, 0.2])
+    >>> flat = torch.zeros(2, 5)
+    >>> peaked = torch.log(gaussian_bin_targets(position, 5, 1.0))
+    >>> round(float(loss(flat, position)), 3), round(float(loss(peaked, position)), 3)
+    (1.609, 1.119)
+    >>> per_spectrum = AsymmetricLoss(variant="sigmoid", gamma_pos=1.0, reduction="none")
+    >>> per_spectrum(flat, position).shape
+    torch.Size([2])
     """
 
     def __init__(
@@ -231,6 +271,22 @@ class EmbeddingLoss(nn.Module):
         Number of bins of each label.
     embedding_dim : int
         Length ``E`` of the embedding vector.
+
+    Examples
+    --------
+    A loss that pulls every embedding towards the origin, usable wherever the
+    configuration takes an embedding loss (`make_embedding_loss`):
+
+    >>> import torch
+    >>> from stellarml.models import EmbeddingLoss, make_embedding_loss
+    >>> class NormLoss(EmbeddingLoss):
+    ...     def forward(self, embedding, positions):
+    ...         return embedding.square().sum(dim=1).mean()
+    >>> loss = make_embedding_loss(NormLoss, n_bins=[4, 3], embedding_dim=2)
+    >>> loss.n_bins, loss.embedding_dim
+    ((4, 3), 2)
+    >>> loss(torch.ones(5, 2), torch.zeros(5, 2))
+    tensor(2.)
     """
 
     def __init__(self, n_bins, embedding_dim):
@@ -295,6 +351,31 @@ class CenterEmbeddingLoss(EmbeddingLoss):
         Centre update rate, in (0, 1] (Wen et al. use 0.5).
     smoothness : float
         Step of the ordinal smoothing per update, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` or ``smoothness`` is out of its range.
+
+    Examples
+    --------
+    Two labels of 4 and 3 bins, a 2-D embedding; the centres start at zero
+    and move towards the embeddings with every training forward pass:
+
+    >>> import torch
+    >>> from stellarml.models import CenterEmbeddingLoss
+    >>> _ = torch.manual_seed(0)
+    >>> loss = CenterEmbeddingLoss([4, 3], embedding_dim=2)
+    >>> embedding = torch.randn(6, 2)
+    >>> positions = torch.tensor(
+    ...     [[0.5, 0.5], [1.5, 0.5], [2.5, 1.5], [3.5, 2.5], [0.5, 2.5], [2.5, 0.5]]
+    ... )  # label positions in bin units
+    >>> round(float(loss.eval()(embedding, positions)), 3)  # centres at 0: no update
+    1.105
+    >>> round(float(loss.train()(embedding, positions)), 3)  # centres updated first
+    0.679
+    >>> [tuple(c.shape) for c in loss.centers]
+    [(4, 2), (3, 2)]
     """
 
     def __init__(self, n_bins, embedding_dim, alpha=0.5, smoothness=0.1):
@@ -369,6 +450,21 @@ class PairwiseEmbeddingLoss(EmbeddingLoss):
         Number of bins of each label.
     embedding_dim : int
         Length ``E`` of the embedding.
+
+    Examples
+    --------
+    An embedding that is a scaled copy of the label positions costs nothing;
+    the corners of a unit square do not match these four stars' label distances:
+
+    >>> import torch
+    >>> from stellarml.models import PairwiseEmbeddingLoss
+    >>> loss = PairwiseEmbeddingLoss([4, 3], embedding_dim=2)
+    >>> positions = torch.tensor([[0.5, 0.5], [1.5, 0.5], [2.5, 1.5], [3.5, 2.5]])
+    >>> round(float(loss(2.0 * positions, positions)), 6)
+    0.0
+    >>> square = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> round(float(loss(square, positions)), 3)
+    0.17
     """
 
     def forward(self, embedding, positions):
@@ -408,6 +504,23 @@ def make_embedding_loss(kind, n_bins, embedding_dim, **options):
     Returns
     -------
     loss : `EmbeddingLoss`
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is neither a known name nor an `EmbeddingLoss` subclass.
+
+    Examples
+    --------
+    >>> from stellarml.models import make_embedding_loss
+    >>> loss = make_embedding_loss("center", [80, 60], 16, smoothness=0.2)
+    >>> type(loss).__name__, loss.smoothness
+    ('CenterEmbeddingLoss', 0.2)
+    >>> try:
+    ...     make_embedding_loss("triplet", [80], 16)
+    ... except ValueError as err:
+    ...     print(err)
+    unknown embedding loss 'triplet'; choose one of center, pairwise or pass an ... subclass
     """
     if isinstance(kind, type) and issubclass(kind, EmbeddingLoss):
         cls = kind

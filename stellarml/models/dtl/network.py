@@ -65,6 +65,11 @@ class DenseAutoencoder(nn.Module):
         Output activation: the paper's sigmoid (inputs in [0, 1]), or none
         (standardised inputs).
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``bottleneck`` or ``output``, or ``width < 16``.
+
     Notes
     -----
     ``encoder`` holds the six linear layers (``encoder.0`` ... ``encoder.5``,
@@ -73,6 +78,21 @@ class DenseAutoencoder(nn.Module):
     the latent vector, the bottleneck's pre-activation, the bottleneck's input
     and the activations the L1 activity penalty applies to (every hidden layer
     except the first encoder layer and the bottleneck, as in the paper).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models.dtl import DenseAutoencoder
+    >>> _ = torch.manual_seed(0)
+    >>> net = DenseAutoencoder(n_pix=200, width=64, latent_dim=4)
+    >>> [layer.out_features for layer in net.encoder]
+    [64, 48, 32, 16, 8, 4]
+    >>> x = torch.rand(5, 200)  # scaled spectra in [0, 1]
+    >>> x_hat, z, pre, bottleneck_input, activity = net(x)
+    >>> tuple(x_hat.shape), tuple(z.shape), len(activity)
+    ((5, 200), (5, 4), 9)
+    >>> bool(((x_hat > 0) & (x_hat < 1)).all())  # sigmoid output
+    True
     """
 
     def __init__(self, n_pix, width, latent_dim=32, bottleneck="relu", output="sigmoid"):
@@ -135,6 +155,7 @@ def contractive_penalty(model, x, z, pre, form="relu"):
     Parameters
     ----------
     model : `DenseAutoencoder`
+        The autoencoder whose bottleneck is penalised.
     x : `torch.Tensor`
         ``(b, npix)`` scaled input (must require gradients for ``"autograd"``).
     z, pre : `torch.Tensor`
@@ -158,6 +179,32 @@ def contractive_penalty(model, x, z, pre, form="relu"):
     -------
     penalty : `torch.Tensor`
         Scalar.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``form``, or ``"autograd"`` with an ``x`` that does not
+        require gradients.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models.dtl import DenseAutoencoder, contractive_penalty
+    >>> _ = torch.manual_seed(0)
+    >>> net = DenseAutoencoder(n_pix=200, width=64, latent_dim=4)
+    >>> x = torch.rand(5, 200).requires_grad_(True)
+    >>> _, z, pre, _, _ = net(x)
+    >>> relu = contractive_penalty(net, x, z, pre, form="relu")
+    >>> weight = net.encoder[-1].weight  # sum over active units of ||W_j||^2
+    >>> torch.allclose(relu, ((pre > 0) * (weight**2).sum(dim=1)).sum(dim=1).mean())
+    True
+    >>> contractive_penalty(net, x, z, pre, form="autograd").shape  # d z / d x: differentiable
+    torch.Size([])
+    >>> try:
+    ...     contractive_penalty(net, x.detach(), z, pre, form="autograd")
+    ... except ValueError as err:
+    ...     print(err)
+    the 'autograd' contractive penalty needs an input that requires grad
     """
     if form not in CONTRACTIVE_FORMS:
         raise ValueError(f"contractive form must be one of {CONTRACTIVE_FORMS}, got {form!r}")
@@ -191,6 +238,14 @@ class LatentRegressor(nn.Module):
         Channels of the two convolutions (the paper's ``nf1``, ``nf2``).
     dense : tuple of int
         Widths of the dense layers after the flattening (the paper's 256, 128, ``n_u``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from stellarml.models.dtl import LatentRegressor
+    >>> net = LatentRegressor(latent_dim=8, n_labels=3, filters=(4, 2), dense=(16, 8))
+    >>> net(torch.zeros(5, 8)).shape  # standardised Teff, log g, [Fe/H] per latent vector
+    torch.Size([5, 3])
     """
 
     def __init__(self, latent_dim, n_labels, filters=(16, 8), dense=(128, 64, 32)):

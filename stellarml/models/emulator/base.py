@@ -36,10 +36,43 @@ class SpectrumEmulator(torch.nn.Module, abc.ABC):
 
     Attributes
     ----------
+    label_names : tuple of str
+        The labels, in input order.
     label_lo, label_hi : `torch.Tensor`
         float32 buffers (they move with the module between devices).
     wavelength : `numpy.ndarray`
         float64 wavelength grid in Angstrom.
+
+    Raises
+    ------
+    ValueError
+        If ``label_lo``/``label_hi`` do not give one finite value per label
+        with ``label_hi > label_lo``, or ``wavelength`` is not 1-D and increasing.
+
+    Examples
+    --------
+    A one-line emulator: the depth of a line at 5000 Angstrom grows with Teff.
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from stellarml.models.emulator import SpectrumEmulator
+    >>> class OneLine(SpectrumEmulator):
+    ...     def forward(self, x):
+    ...         depth = 0.5 + 0.4 * x[:, :1]
+    ...         wave = torch.as_tensor(self.wavelength, dtype=x.dtype)
+    ...         return 1.0 - depth * torch.exp(-0.5 * ((wave - 5000.0) / 2.0) ** 2)
+    >>> emulator = OneLine(["teff"], [4000.0], [7000.0], np.linspace(4990.0, 5010.0, 201))
+    >>> emulator.n_labels, emulator.n_pixels
+    (1, 201)
+    >>> teff = torch.tensor([[5500.0], [6250.0]])  # [K]
+    >>> emulator.scale(teff)  # the training box is [-0.5, 0.5]
+    tensor([[0.0000],
+            [0.2500]])
+    >>> flux = emulator.flux(teff)
+    >>> flux.shape, np.round(flux[:, 100].numpy(), 3)  # line centre
+    (torch.Size([2, 201]), array([0.5, 0.4], dtype=float32))
+    >>> emulator.jacobian(emulator.scale(teff)).shape  # d flux / d x: (n, npix, L)
+    torch.Size([2, 201, 1])
     """
 
     def __init__(self, label_names, label_lo, label_hi, wavelength):

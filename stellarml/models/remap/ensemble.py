@@ -55,11 +55,43 @@ class RemapEnsemble(RemapPredictor):
         The correction of the ensemble's (combined) posteriors; the members
         carry none.
 
+    Raises
+    ------
+    ValueError
+        If ``members`` is empty or the members differ in labels, bins,
+        pixels, preparation or PDF variant (the message names the first
+        difference).
+    TypeError
+        If a member is not a `~stellarml.models.RemapModel`.
+    RuntimeError
+        If a member is not trained.
+
     Notes
     -----
     ``predict_prepared(...)["embedding"]`` is the first member's embedding,
     and ``"domain_distance"`` is ``max_k(d_k / threshold_k)`` over members
     (a spectrum is outside the training domain when any member says so).
+
+    Examples
+    --------
+    The shipped default model is an ensemble of three networks; on three of
+    the shipped example spectra (made at Teff 5770, 6300 and 4800 K):
+
+    >>> import numpy as np
+    >>> from stellarml import read_model
+    >>> from stellarml.data import example_spectra
+    >>> from stellarml.models import RemapEnsemble
+    >>> from stellarml.spectra import prepare
+    >>> model = read_model("remap-optical-r2000")
+    >>> model
+    <RemapEnsemble 'remap-optical-r2000' labels=['teff', 'logg', 'fe_h'] (3 members)>
+    >>> spectra, truth = example_spectra()
+    >>> batch = prepare(spectra[:3], model.preparation)
+    >>> posterior = model.predict_posterior(batch, device="cpu")
+    >>> np.round(posterior.summaries()["teff"]["median"], -1)  # [K], uncalibrated
+    array([5800., 6270., 4650.])
+    >>> RemapEnsemble(model.members[:2], name="two-of-three")
+    <RemapEnsemble 'two-of-three' labels=['teff', 'logg', 'fe_h'] (2 members)>
     """
 
     def __init__(self, members, *, name=None, provenance=None):

@@ -100,6 +100,35 @@ class RemapModel(RemapPredictor):
     A `~stellarml.models.LabelModel`: `stellarml.derive_labels` calls
     `predict_posterior`, which returns a `~stellarml.posterior.BinnedPosterior`
     with REMAP's own flags and its ``domain_distance`` diagnostic.
+
+    Examples
+    --------
+    A tiny network trained for two epochs on 64 noiseless toy spectra of
+    64 pixels whose one line deepens with Teff [K] (real models train on a
+    synthetic library for minutes to hours, ``stellarml train``):
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from stellarml.models import RemapModel
+    >>> _ = torch.manual_seed(0)
+    >>> teff = np.random.default_rng(0).uniform(4000.0, 7000.0, 64)
+    >>> pixel = np.arange(64)
+    >>> flux = 1.0 - 0.5 * teff[:, None] / 7000.0 * np.exp(-0.5 * ((pixel - 32) / 3.0) ** 2)
+    >>> model = RemapModel(
+    ...     labels=("teff",),
+    ...     bins={"teff": (3500.0, 7500.0, 250.0)},  # (lo, hi, width) [K]: 16 bins
+    ...     architecture={"stem_channels": 4, "stem_stride": 2, "stage_channels": (8,),
+    ...                   "stage_blocks": (1,), "pool_length": 2, "embedding_dim": 8},
+    ...     training={"max_epochs": 2, "batch_size": 32, "progress": False},
+    ... )
+    >>> model
+    <RemapModel 'remap' labels=['teff'] (untrained)>
+    >>> model = model.fit_prepared(flux, None, teff[:, None], noiseless=True)
+    >>> result = model.predict_prepared(flux[:3], None)
+    >>> result["summary"]["teff"]["median"].shape, result["pdf"]["teff"].shape
+    ((3,), (3, 16))
+    >>> result["posterior"]
+    <BinnedPosterior of 3 spectra, labels ['teff'], 3 valid>
     """
 
     def __init__(

@@ -28,7 +28,19 @@ def pdf_from_logits(logits, variant="softmax", clip=0.0):
     Returns
     -------
     pdf : `torch.Tensor`
-        Rows sum to 1.
+        ``(n, K)``; rows sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from stellarml.models import pdf_from_logits
+    >>> np.round(pdf_from_logits(torch.tensor([[0.0, 2.0, 4.0, 2.0, 0.0]])).numpy(), 3)
+    array([[0.014, 0.104, 0.765, 0.104, 0.014]], dtype=float32)
+    >>> logits = torch.tensor([[-4.0, 0.0, 4.0, 0.0, -4.0]])
+    >>> pdf = pdf_from_logits(logits, variant="sigmoid", clip=0.05)
+    >>> np.round(pdf.numpy(), 3)  # the bins below the margin get nothing
+    array([[0.   , 0.246, 0.509, 0.246, 0.   ]], dtype=float32)
     """
     if variant == "sigmoid":
         p = torch.sigmoid(logits)
@@ -62,6 +74,28 @@ def summarize_pdf(pdf, bins):
         ``median``, ``mode``, ``mean``, ``p16``, ``p84`` (label units),
         ``err_lo = median - p16``, ``err_hi = p84 - median`` and
         ``edge_mass``: the probability in the first plus the last bin.
+        Each is ``(n,)`` float64.
+
+    Raises
+    ------
+    ValueError
+        If ``pdf`` is not ``(n, K)`` with ``K`` the number of bins.
+
+    Examples
+    --------
+    Five Teff bins of 500 K from 4000 to 6500 K; the second PDF is split
+    between the two hottest bins:
+
+    >>> import numpy as np
+    >>> from stellarml.models import summarize_pdf
+    >>> pdf = np.array([[0.014, 0.104, 0.765, 0.104, 0.014], [0.0, 0.0, 0.0, 0.5, 0.5]])
+    >>> summary = summarize_pdf(pdf, (4000.0, 6500.0, 500.0))  # (lo, hi, width) [K]
+    >>> for key in ("median", "p16", "p84", "edge_mass"):
+    ...     print(key, np.round(summary[key], 2))
+    median [5250. 6000.]
+    p16 [5027.56 5660.  ]
+    p84 [5472.44 6340.  ]
+    edge_mass [0.03 0.5 ]
     """
     if not isinstance(bins, LabelBins):
         bins = LabelBins(*bins)
