@@ -583,7 +583,7 @@ def estimate_model_error(cfg, preparation, stars, reference, *, progress=False):
     sigma : `numpy.ndarray`
         ``(npix,)`` [normalised flux].
     record : dict
-        ``folds``, ``seed``, ``median`` error and per-fold training records.
+        ``folds``, ``seed`` and the ``median`` error [normalised flux].
 
     Examples
     --------
